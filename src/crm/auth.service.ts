@@ -1,0 +1,146 @@
+import { sql } from 'kysely';
+import type { Deps } from '../deps.ts';
+import { AppError, invalid, notFound } from '../errors.ts';
+import type { Actor } from './access.ts';
+import { hashPassword, verifyPassword } from './passwords.ts';
+import { hashToken, newToken } from './tokens.ts';
+
+const badLogin = () => new AppError('unauthenticated', 'Wrong email or password');
+let dummyHash: Promise<string> | undefined;
+
+async function actorForUser(deps: Deps, where: { userId: string }): Promise<Actor | undefined> {
+  const row = await deps.db
+    .selectFrom('users')
+    .innerJoin('profiles', 'profiles.id', 'users.profile_id')
+    .select([
+      'users.id',
+      'users.org_id',
+      'users.status',
+      'users.time_zone',
+      'users.locale',
+      'profiles.is_admin',
+      'profiles.permissions',
+    ])
+    .where('users.id', '=', where.userId)
+    .executeTakeFirst();
+  if (row?.status !== 'active') return undefined;
+  return {
+    orgId: row.org_id,
+    userId: row.id,
+    isAdmin: row.is_admin,
+    permissions: row.permissions,
+    timeZone: row.time_zone,
+    locale: row.locale,
+  };
+}
+
+export async function login(deps: Deps, email: string, password: string) {
+  const user = await deps.db
+    .selectFrom('users')
+    .select(['id', 'org_id', 'password_hash', 'status'])
+    .where(
+      sql`lower(email)`,
+      '=',
+      String(email ?? '')
+        .trim()
+        .toLowerCase(),
+    )
+    .executeTakeFirst();
+  if (!user) {
+    // Same work for an unknown email as for a wrong password, so timing does not reveal accounts.
+    dummyHash ??= hashPassword('not a real password');
+    await verifyPassword(await dummyHash, String(password ?? ''));
+    throw badLogin();
+  }
+  if (!(await verifyPassword(user.password_hash, String(password ?? '')))) throw badLogin();
+  if (user.status !== 'active') throw new AppError('forbidden', 'This user is not active');
+  return createSession(deps, user.id, user.org_id);
+}
+
+export async function createSession(deps: Deps, userId: string, orgId: string) {
+  const token = newToken();
+  const csrfToken = newToken(24);
+  const expires = new Date(deps.clock.now().getTime() + deps.config.sessionDays * 86_400_000);
+  await deps.db
+    .insertInto('sessions')
+    .values({
+      id: hashToken(token),
+      org_id: orgId,
+      user_id: userId,
+      csrf_token: csrfToken,
+      expires_at: expires,
+    })
+    .execute();
+  return { token, csrfToken, expires, userId, orgId };
+}
+
+export async function resolveSession(deps: Deps, token: string) {
+  const s = await deps.db
+    .selectFrom('sessions')
+    .select(['user_id', 'csrf_token', 'expires_at'])
+    .where('id', '=', hashToken(token))
+    .executeTakeFirst();
+  if (!s || s.expires_at.getTime() <= deps.clock.now().getTime()) return undefined;
+  const actor = await actorForUser(deps, { userId: s.user_id });
+  return actor ? { actor, csrfToken: s.csrf_token } : undefined;
+}
+
+export async function deleteSession(deps: Deps, token: string) {
+  await deps.db.deleteFrom('sessions').where('id', '=', hashToken(token)).execute();
+}
+
+export async function purgeExpiredSessions(deps: Deps) {
+  const r = await deps.db
+    .deleteFrom('sessions')
+    .where('expires_at', '<=', deps.clock.now())
+    .executeTakeFirst();
+  return Number(r.numDeletedRows);
+}
+
+// API keys: "pk_" + 8-char public prefix (to recognise a key in lists) + "_" + secret.
+export async function createApiKey(deps: Deps, actor: Actor, name: string) {
+  const n = typeof name === 'string' ? name.trim() : '';
+  if (!n || n.length > 100)
+    throw invalid('name must be 1 to 100 characters', [{ path: 'name', message: 'required' }]);
+  const prefix = newToken(6).replace(/[-_]/g, 'x').slice(0, 8);
+  const key = `pk_${prefix}_${newToken(32)}`;
+  const row = await deps.db
+    .insertInto('api_keys')
+    .values({ org_id: actor.orgId, user_id: actor.userId, name: n, prefix, key_hash: hashToken(key) })
+    .returning(['id', 'name', 'prefix', 'created_at', 'last_used_at', 'revoked_at'])
+    .executeTakeFirstOrThrow();
+  return { ...row, key };
+}
+
+export async function listApiKeys(deps: Deps, actor: Actor) {
+  let q = deps.db
+    .selectFrom('api_keys')
+    .select(['id', 'name', 'prefix', 'user_id', 'created_at', 'last_used_at', 'revoked_at'])
+    .where('org_id', '=', actor.orgId);
+  if (!actor.isAdmin) q = q.where('user_id', '=', actor.userId);
+  return q.orderBy('created_at', 'desc').execute();
+}
+
+export async function revokeApiKey(deps: Deps, actor: Actor, id: string) {
+  let q = deps.db
+    .updateTable('api_keys')
+    .set({ revoked_at: deps.clock.now() })
+    .where('org_id', '=', actor.orgId)
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null);
+  if (!actor.isAdmin) q = q.where('user_id', '=', actor.userId);
+  const r = await q.executeTakeFirst();
+  if (r.numUpdatedRows === 0n) throw notFound('API key');
+}
+
+export async function resolveApiKey(deps: Deps, key: string): Promise<Actor | undefined> {
+  if (!/^pk_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}$/.test(key)) return undefined;
+  const row = await deps.db
+    .updateTable('api_keys')
+    .set({ last_used_at: deps.clock.now() })
+    .where('key_hash', '=', hashToken(key))
+    .where('revoked_at', 'is', null)
+    .returning('user_id')
+    .executeTakeFirst();
+  return row ? actorForUser(deps, { userId: row.user_id }) : undefined;
+}

@@ -1,0 +1,22 @@
+import PgBoss from 'pg-boss';
+import { purgeExpiredSessions } from '../crm/index.ts';
+import type { Deps } from '../deps.ts';
+
+export const PURGE_SESSIONS = 'crm.purge-sessions';
+
+/**
+ * The job queue (pg-boss on the same PostgreSQL). Any number of workers may run: pg-boss hands each
+ * job to one of them (SKIP LOCKED) and fires each schedule once across all of them.
+ */
+export async function startWorker(deps: Deps, connectionString: string) {
+  const boss = new PgBoss({ connectionString, schema: 'pgboss', max: 4 });
+  boss.on('error', (err) => deps.log.error({ err }, 'job queue error'));
+  await boss.start();
+  await boss.createQueue(PURGE_SESSIONS);
+  await boss.schedule(PURGE_SESSIONS, '17 * * * *');
+  await boss.work(PURGE_SESSIONS, async () => {
+    const n = await purgeExpiredSessions(deps);
+    deps.log.info({ purged: n }, 'expired sessions purged');
+  });
+  return { boss, stop: () => boss.stop({ graceful: true, timeout: 10_000 }) };
+}

@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { inject } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { createOrg as createOrgService } from '../../src/crm/index.ts';
+import { openDatabase } from '../../src/db/pool.ts';
+import { type Clock, type Deps, systemClock } from '../../src/deps.ts';
+import { buildApp } from '../../src/http/app.ts';
+
+export interface TestOrg {
+  orgId: string;
+  adminId: string;
+  adminEmail: string;
+  adminPassword: string;
+  standardProfileId: string;
+}
+
+export function testDeps(clock: Clock = systemClock): Deps & { close(): Promise<void> } {
+  const url = inject('dbUrl');
+  const config = loadConfig({
+    PARLEY_DATABASE_URL: url,
+    PARLEY_LOG_LEVEL: 'silent',
+    PARLEY_SECRET: 'test-secret-0123456789-0123456789-abcdef',
+  });
+  const database = openDatabase(url, 5);
+  return { db: database.db, clock, log: pino({ level: 'silent' }), config, close: () => database.close() };
+}
+
+export async function createTestOrg(
+  deps: Deps,
+  opts: { edition?: 'free' | 'professional' | 'enterprise'; timeZone?: string } = {},
+): Promise<TestOrg> {
+  const tag = randomBytes(5).toString('hex');
+  const adminEmail = `admin-${tag}@test.example`;
+  const adminPassword = `pw-${tag}-secret`;
+  const r = await createOrgService(deps, {
+    name: `Org ${tag}`,
+    edition: opts.edition,
+    timeZone: opts.timeZone,
+    adminEmail,
+    adminName: `Admin ${tag}`,
+    adminPassword,
+  });
+  return {
+    orgId: r.org.id,
+    adminId: r.admin.id,
+    adminEmail,
+    adminPassword,
+    standardProfileId: r.profiles.standardId,
+  };
+}
+
+/** A signed-in API client over app.inject (no sockets), carrying the session cookie and CSRF token. */
+export interface Client {
+  csrf: string;
+  cookie: string;
+  req(
+    method: string,
+    url: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any; text: string }>;
+}
+
+export async function login(app: FastifyInstance, email: string, password: string): Promise<Client> {
+  const res = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { email, password } });
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`);
+  const cookie = res.cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+  const csrf = res.json().csrfToken as string;
+  return {
+    csrf,
+    cookie,
+    async req(method, url, body, headers = {}) {
+      const r = await app.inject({
+        method: method as 'GET',
+        url,
+        payload: body === undefined ? undefined : (body as object),
+        headers: { cookie, ...(method === 'GET' ? {} : { 'x-csrf-token': csrf }), ...headers },
+      });
+      let parsed: unknown;
+      try {
+        parsed = r.json();
+      } catch {
+        parsed = undefined;
+      }
+      return { status: r.statusCode, body: parsed, text: r.body };
+    },
+  };
+}
+
+export async function startTestApp(clock?: Clock) {
+  const deps = testDeps(clock);
+  const app = await buildApp(deps);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const addr = app.server.address();
+  const url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  return {
+    url,
+    app,
+    deps,
+    createOrg: (opts?: Parameters<typeof createTestOrg>[1]) => createTestOrg(deps, opts),
+    async stop() {
+      await app.close();
+      await deps.close();
+    },
+  };
+}
