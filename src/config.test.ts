@@ -9,7 +9,12 @@ describe('config', () => {
   });
   it('reads PARLEY_* variables and explains bad ones', () => {
     const c = loadConfig({ PARLEY_PORT: '4000', PARLEY_DATA_DIR: '/srv/p' });
-    expect(c).toMatchObject({ port: 4000, dataDir: '/srv/p', publicUrl: 'http://localhost:4000', secureCookies: false });
+    expect(c).toMatchObject({
+      port: 4000,
+      dataDir: '/srv/p',
+      publicUrl: 'http://localhost:4000',
+      secureCookies: false,
+    });
     expect(() => loadConfig({ PARLEY_PORT: 'eighty' })).toThrow(/PARLEY_PORT/);
     expect(() => loadConfig({ PARLEY_SECRET: 'short' })).toThrow(/at least 32/);
     expect(loadConfig({ PARLEY_PUBLIC_URL: 'https://crm.example.com/' }).secureCookies).toBe(true);

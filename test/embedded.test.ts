@@ -57,6 +57,8 @@ describe('embedded PostgreSQL', () => {
     const dir = tmp();
     const file = join(dir, 'a-file');
     writeFileSync(file, 'x');
-    await expect(startEmbeddedPostgres({ dataDir: join(file, 'data') })).rejects.toThrow(/Cannot create the data folder .*PARLEY_DATA_DIR/);
+    await expect(startEmbeddedPostgres({ dataDir: join(file, 'data') })).rejects.toThrow(
+      /Cannot create the data folder .*PARLEY_DATA_DIR/,
+    );
   });
 });

@@ -15,14 +15,33 @@ beforeAll(async () => {
   const orgB = await t.createOrg();
   a = await login(t.app, orgA.adminEmail, orgA.adminPassword);
   b = await login(t.app, orgB.adminEmail, orgB.adminPassword);
-  const mod = await a.req('POST', '/api/modules', { singularLabel: 'Gadget', pluralLabel: `Gadgets${Date.now()}` });
+  const mod = await a.req('POST', '/api/modules', {
+    singularLabel: 'Gadget',
+    pluralLabel: `Gadgets${Date.now()}`,
+  });
   A.module = mod.body.apiName;
-  A.field = (await a.req('POST', `/api/modules/${A.module}/fields`, { label: 'Secret', type: 'text' })).body.id;
-  A.gadget = (await a.req('POST', `/api/modules/${A.module}/records`, { data: { name: MARKER, secret: MARKER } })).body.id;
-  A.lead = (await a.req('POST', '/api/modules/leads/records', { data: { last_name: MARKER, email: 'victim@a.example' } })).body.id;
-  A.view = (await a.req('POST', '/api/modules/leads/views', { name: MARKER, columns: ['last_name'], shared: true })).body.id;
+  A.field = (
+    await a.req('POST', `/api/modules/${A.module}/fields`, { label: 'Secret', type: 'text' })
+  ).body.id;
+  A.gadget = (
+    await a.req('POST', `/api/modules/${A.module}/records`, { data: { name: MARKER, secret: MARKER } })
+  ).body.id;
+  A.lead = (
+    await a.req('POST', '/api/modules/leads/records', {
+      data: { last_name: MARKER, email: 'victim@a.example' },
+    })
+  ).body.id;
+  A.view = (
+    await a.req('POST', '/api/modules/leads/views', { name: MARKER, columns: ['last_name'], shared: true })
+  ).body.id;
   A.profile = (await a.req('POST', '/api/profiles', { name: MARKER, permissions: {} })).body.id;
-  A.user = (await a.req('POST', '/api/users', { email: `victim-${Date.now()}@a.example`, name: MARKER, profileId: orgA.standardProfileId })).body.user.id;
+  A.user = (
+    await a.req('POST', '/api/users', {
+      email: `victim-${Date.now()}@a.example`,
+      name: MARKER,
+      profileId: orgA.standardProfileId,
+    })
+  ).body.user.id;
   A.apiKey = (await a.req('POST', '/api/api-keys', { name: MARKER })).body.id;
   A.org = orgA.orgId;
 });
@@ -43,7 +62,12 @@ function paramsFor(url: string): string[] {
   const out: string[] = [];
   for (const m of modules)
     for (const id of ids)
-      out.push(url.replace(':module', m === A.module && id === A.lead ? 'leads' : m).replace(':id', id).replace(':fieldId', A.field));
+      out.push(
+        url
+          .replace(':module', m === A.module && id === A.lead ? 'leads' : m)
+          .replace(':id', id)
+          .replace(':fieldId', A.field),
+      );
   return [...new Set(out)];
 }
 
@@ -62,14 +86,22 @@ const body = {
 describe('org isolation', () => {
   it('no route lets org B read or change org A', async () => {
     body.ids = [A.lead, A.gadget];
-    const routes = t.app.routeList.filter((r) => r.url.startsWith('/api/') && !r.url.startsWith('/api/docs') && !r.url.startsWith('/api/auth/'));
+    const routes = t.app.routeList.filter(
+      (r) => r.url.startsWith('/api/') && !r.url.startsWith('/api/docs') && !r.url.startsWith('/api/auth/'),
+    );
     expect(routes.length).toBeGreaterThan(25);
     let checked = 0;
     for (const r of routes) {
       for (const url of paramsFor(r.url)) {
-        const res = await b.req(r.method, url, r.method === 'GET' || r.method === 'DELETE' ? undefined : body);
+        const res = await b.req(
+          r.method,
+          url,
+          r.method === 'GET' || r.method === 'DELETE' ? undefined : body,
+        );
         checked++;
-        const leaked = [MARKER, A.lead, A.gadget, A.view, A.profile, A.user, A.apiKey, A.org].filter((s) => res.text.includes(s));
+        const leaked = [MARKER, A.lead, A.gadget, A.view, A.profile, A.user, A.apiKey, A.org].filter((s) =>
+          res.text.includes(s),
+        );
         expect({ route: `${r.method} ${url}`, leaked }).toEqual({ route: `${r.method} ${url}`, leaked: [] });
       }
     }
@@ -79,10 +111,22 @@ describe('org isolation', () => {
     expect(lead.body.record.data.last_name).toBe(MARKER);
     const gadget = await a.req('GET', `/api/modules/${A.module}/records/${A.gadget}`);
     expect(gadget.body.record.data).toMatchObject({ name: MARKER, secret: MARKER });
-    expect((await a.req('GET', '/api/modules/leads/views')).body.some((v: { id: string; name: string }) => v.id === A.view && v.name === MARKER)).toBe(true);
-    expect((await a.req('GET', '/api/profiles')).body.some((p: { id: string; name: string }) => p.id === A.profile && p.name === MARKER)).toBe(true);
-    expect((await a.req('GET', '/api/users')).body.find((u: { id: string }) => u.id === A.user)).toMatchObject({ name: MARKER, status: 'invited' });
-    expect((await a.req('GET', '/api/api-keys')).body.find((k: { id: string }) => k.id === A.apiKey).revokedAt).toBeNull();
+    expect(
+      (await a.req('GET', '/api/modules/leads/views')).body.some(
+        (v: { id: string; name: string }) => v.id === A.view && v.name === MARKER,
+      ),
+    ).toBe(true);
+    expect(
+      (await a.req('GET', '/api/profiles')).body.some(
+        (p: { id: string; name: string }) => p.id === A.profile && p.name === MARKER,
+      ),
+    ).toBe(true);
+    expect(
+      (await a.req('GET', '/api/users')).body.find((u: { id: string }) => u.id === A.user),
+    ).toMatchObject({ name: MARKER, status: 'invited' });
+    expect(
+      (await a.req('GET', '/api/api-keys')).body.find((k: { id: string }) => k.id === A.apiKey).revokedAt,
+    ).toBeNull();
     const fields = (await a.req('GET', `/api/modules/${A.module}`)).body.fields;
     expect(fields.find((f: { id: string }) => f.id === A.field).label).toBe('Secret');
   });

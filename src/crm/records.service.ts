@@ -167,7 +167,12 @@ export async function queryRecords(deps: Deps, actor: Actor, moduleName: string,
       'r.created_at',
       'r.updated_at',
       'u.name as owner_name',
-      sql<string | number | null>`${expr}`.as('sort_key'),
+      // Timestamps travel in the cursor as text with microseconds: a JS Date would round them to
+      // milliseconds and skip rows created in the same millisecond (imports, bulk inserts).
+      (type === 'timestamptz'
+        ? sql<string>`to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+        : sql<string | number | null>`${expr}`
+      ).as('sort_key'),
     ])
     .where(and(where))
     .orderBy(sql`${expr} ${dir} NULLS LAST`)
@@ -176,11 +181,10 @@ export async function queryRecords(deps: Deps, actor: Actor, moduleName: string,
     .execute();
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
-  const sortKey = (v: unknown) => (v instanceof Date ? v.toISOString() : (v as string | number | null));
   const records = await present(deps, actor, s, page);
   return {
     records,
-    nextCursor: rows.length > limit && last ? encodeCursor(sortKey(last.sort_key), last.id) : null,
+    nextCursor: rows.length > limit && last ? encodeCursor(last.sort_key, last.id) : null,
   };
 }
 

@@ -31,7 +31,9 @@ describe('normaliseValue', () => {
     expect(ok(f('boolean'), undefined)).toBe(false);
     expect(ok(f('picklist', { values: ['Hot', 'Cold'] }), 'hot')).toBe('Hot');
     expect(ok(f('multi_picklist', { values: ['A', 'B', 'C'] }), 'c; a')).toEqual(['A', 'C']);
-    expect(ok(f('lookup'), '3F2504E0-4F89-11D3-9A0C-0305E82C3301')).toBe('3f2504e0-4f89-11d3-9a0c-0305e82c3301');
+    expect(ok(f('lookup'), '3F2504E0-4F89-11D3-9A0C-0305E82C3301')).toBe(
+      '3f2504e0-4f89-11d3-9a0c-0305e82c3301',
+    );
     expect(ok(f('text'), '   ')).toBeUndefined();
   });
 
@@ -51,22 +53,44 @@ describe('normaliseValue', () => {
 
 describe('isValidEmail', () => {
   it('accepts ordinary and international addresses and refuses malformed ones', () => {
-    for (const e of ['a@b.co', 'first.last+tag@sub.example.org', 'josé@exämple.de']) expect(isValidEmail(e)).toBe(true);
-    for (const e of ['', 'a', 'a@', '@b.co', 'a..b@c.co', 'a b@c.co', `${'x'.repeat(65)}@b.co`, 'a@b', 'a@-b.co'])
+    for (const e of ['a@b.co', 'first.last+tag@sub.example.org', 'josé@exämple.de'])
+      expect(isValidEmail(e)).toBe(true);
+    for (const e of [
+      '',
+      'a',
+      'a@',
+      '@b.co',
+      'a..b@c.co',
+      'a b@c.co',
+      `${'x'.repeat(65)}@b.co`,
+      'a@b',
+      'a@-b.co',
+    ])
       expect(isValidEmail(e)).toBe(false);
   });
 });
 
 describe('normaliseData', () => {
-  const fields = [f('text', {}, true), { ...f('number'), apiName: 'n', label: 'N' }, { ...f('boolean'), apiName: 'b', label: 'B' }];
+  const fields = [
+    f('text', {}, true),
+    { ...f('number'), apiName: 'n', label: 'N' },
+    { ...f('boolean'), apiName: 'b', label: 'B' },
+  ];
   it('needs required fields on create but not on a partial edit', () => {
     expect(normaliseData(fields, {}, { partial: false }).errors.map((e) => e.path)).toEqual(['x']);
-    expect(normaliseData(fields, { n: 3 }, { partial: true, existing: { x: 'kept' } })).toEqual({ data: { x: 'kept', n: 3 }, errors: [] });
+    expect(normaliseData(fields, { n: 3 }, { partial: true, existing: { x: 'kept' } })).toEqual({
+      data: { x: 'kept', n: 3 },
+      errors: [],
+    });
   });
   it('names unknown fields', () => {
-    expect(normaliseData(fields, { x: 'a', nope: 1 }, { partial: false }).errors).toEqual([{ path: 'nope', message: 'unknown field "nope"' }]);
+    expect(normaliseData(fields, { x: 'a', nope: 1 }, { partial: false }).errors).toEqual([
+      { path: 'nope', message: 'unknown field "nope"' },
+    ]);
   });
   it('removes a cleared value', () => {
-    expect(normaliseData(fields, { n: '' }, { partial: true, existing: { x: 'a', n: 5 } }).data).toEqual({ x: 'a' });
+    expect(normaliseData(fields, { n: '' }, { partial: true, existing: { x: 'a', n: 5 } }).data).toEqual({
+      x: 'a',
+    });
   });
 });

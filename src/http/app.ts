@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { sql } from 'kysely';
 import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
 import { registerAuth } from './auth.ts';
 import { errorBody, handleError } from './errors.ts';
 import { registerMetrics } from './metrics.ts';
@@ -53,7 +54,9 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   await app.register(cookie);
   await app.register(rateLimit, {
     global: false,
-    errorResponseBuilder: () => errorBody('rate_limited', 'Too many attempts; wait a minute and try again'),
+    // The plugin throws what this returns; an AppError reaches handleError as a 429.
+    errorResponseBuilder: () =>
+      new AppError('rate_limited', 'Too many attempts; wait a minute and try again'),
   });
   await app.register(swagger, {
     openapi: {

@@ -1,0 +1,123 @@
+import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { StrictMode, useEffect } from 'react';
+import { createRoot } from 'react-dom/client';
+import { useTranslation } from 'react-i18next';
+import { createBrowserRouter, Navigate, Outlet, RouterProvider, useLocation } from 'react-router-dom';
+import { ApiError, setCsrfToken, setUnauthenticatedHandler } from './api.ts';
+import { HomeRedirect, Layout } from './components/Layout.tsx';
+import { ErrorBanner, Loading } from './components/ui.tsx';
+import { applyLocale } from './i18n/index.ts';
+import { ModuleFieldsPage, ModulesPage } from './pages/admin/ModulesPage.tsx';
+import { OrgPage } from './pages/admin/OrgPage.tsx';
+import { ProfilesPage } from './pages/admin/ProfilesPage.tsx';
+import { UsersPage } from './pages/admin/UsersPage.tsx';
+import { ImportPage } from './pages/ImportPage.tsx';
+import { ListPage } from './pages/ListPage.tsx';
+import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
+import { RecordDetailPage } from './pages/RecordDetailPage.tsx';
+import { RecordFormPage } from './pages/RecordFormPage.tsx';
+import { ApiKeysPage, MySettingsPage, SettingsLayout } from './pages/SettingsPages.tsx';
+import { useMeQuery } from './queries.ts';
+import { SessionProvider, useIsAdmin } from './session.tsx';
+import './styles.css';
+
+const queryClient = new QueryClient({
+  defaultOptions: {
+    queries: {
+      retry: (n, e) => !(e instanceof ApiError && e.status > 0 && e.status < 500) && n < 2,
+      refetchOnWindowFocus: false,
+    },
+  },
+});
+
+/** Pages behind the login: loads /api/me, or sends the visitor to the login page. */
+function RequireSession() {
+  const me = useMeQuery();
+  const location = useLocation();
+  useEffect(() => {
+    if (me.data) {
+      setCsrfToken(me.data.csrfToken);
+      void applyLocale(me.data.user.locale);
+    }
+  }, [me.data]);
+  if (me.error instanceof ApiError && me.error.code === 'unauthenticated') {
+    const next = `${location.pathname}${location.search}`;
+    return <Navigate to={`/login${next !== '/' ? `?next=${encodeURIComponent(next)}` : ''}`} replace />;
+  }
+  if (me.error) return <ErrorBanner error={me.error} />;
+  if (!me.data) return <Loading />;
+  if (me.data.csrfToken) setCsrfToken(me.data.csrfToken);
+  return (
+    <SessionProvider me={me.data}>
+      <Outlet />
+    </SessionProvider>
+  );
+}
+
+function AdminOnly() {
+  const { t } = useTranslation();
+  return useIsAdmin() ? <Outlet /> : <div className="alert alert-error">{t('errors.adminOnly')}</div>;
+}
+
+function NotFound() {
+  const { t } = useTranslation();
+  return <p className="muted">{t('errors.notFoundPage')}</p>;
+}
+
+const router = createBrowserRouter([
+  { path: '/login', element: <LoginPage /> },
+  { path: '/accept-invite', element: <AcceptInvitePage /> },
+  {
+    element: <RequireSession />,
+    children: [
+      {
+        element: <Layout />,
+        children: [
+          { index: true, element: <HomeRedirect /> },
+          { path: 'm/:module', element: <ListPage /> },
+          { path: 'm/:module/new', element: <RecordFormPage /> },
+          { path: 'm/:module/import', element: <ImportPage /> },
+          { path: 'm/:module/:id', element: <RecordDetailPage /> },
+          { path: 'm/:module/:id/edit', element: <RecordFormPage /> },
+          {
+            path: 'settings',
+            element: <SettingsLayout />,
+            children: [
+              { index: true, element: <Navigate to="/settings/me" replace /> },
+              { path: 'me', element: <MySettingsPage /> },
+              { path: 'api-keys', element: <ApiKeysPage /> },
+              {
+                element: <AdminOnly />,
+                children: [
+                  { path: 'users', element: <UsersPage /> },
+                  { path: 'profiles', element: <ProfilesPage /> },
+                  { path: 'modules', element: <ModulesPage /> },
+                  { path: 'modules/:module', element: <ModuleFieldsPage /> },
+                  { path: 'org', element: <OrgPage /> },
+                ],
+              },
+            ],
+          },
+          { path: '*', element: <NotFound /> },
+        ],
+      },
+    ],
+  },
+]);
+
+// A session that ends while the app is open (expired, signed out elsewhere) goes back to login.
+setUnauthenticatedHandler(() => {
+  setCsrfToken(undefined);
+  queryClient.clear();
+  const here = `${window.location.pathname}${window.location.search}`;
+  if (!here.startsWith('/login'))
+    void router.navigate(`/login?next=${encodeURIComponent(here)}`, { replace: true });
+});
+
+createRoot(document.getElementById('root')!).render(
+  <StrictMode>
+    <QueryClientProvider client={queryClient}>
+      <RouterProvider router={router} />
+    </QueryClientProvider>
+  </StrictMode>,
+);
