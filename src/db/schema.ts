@@ -151,6 +151,145 @@ export interface ViewsTable {
   updated_at: DefaultTimestamp;
 }
 
+export interface EditionLimitsTable {
+  edition: Edition;
+  individual_per_user: number;
+  individual_user_cap: number | null;
+  individual_flat_over_cap: number | null;
+  updated_at: DefaultTimestamp;
+}
+
+export interface DailyUsageTable {
+  org_id: string;
+  day: ColumnType<string, string, string>; // YYYY-MM-DD (GMT)
+  kind: string;
+  used: Generated<number>;
+}
+
+export interface TemplateFoldersTable {
+  id: Generated<string>;
+  org_id: string;
+  name: string;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface TemplatesTable {
+  id: Generated<string>;
+  org_id: string;
+  module_id: string;
+  folder_id: string | null;
+  name: string;
+  current_version: Generated<number>;
+  created_by: string | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+  deleted_at: Timestamp | null;
+}
+
+export interface TemplateVersionsTable {
+  id: Generated<string>;
+  org_id: string;
+  template_id: string;
+  version: number;
+  subject: string;
+  html_source: string;
+  html: string;
+  text: string;
+  text_generated: Generated<boolean>;
+  from_address: string | null;
+  from_name: string | null;
+  reply_to: string | null;
+  comment: string | null;
+  author_id: string | null;
+  created_at: DefaultTimestamp;
+}
+
+export interface OrgAddressesTable {
+  id: Generated<string>;
+  org_id: string;
+  email: string;
+  display_name: string | null;
+  verify_token_hash: string | null;
+  verify_sent_at: Timestamp | null;
+  verified_at: Timestamp | null;
+  created_by: string | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export type RelaySecurity = 'none' | 'starttls' | 'tls';
+export interface DomainLimit {
+  connections?: number;
+  perSecond?: number;
+}
+
+export interface SmtpRelaysTable {
+  org_id: string;
+  host: string;
+  port: number;
+  security: RelaySecurity;
+  username: string | null;
+  password_enc: string | null;
+  max_connections: Generated<number>;
+  max_per_second: ColumnType<string, string | number | undefined, string | number>; // numeric
+  domain_limits: Json<Record<string, DomainLimit>>;
+  sending_domain: string | null;
+  updated_at: DefaultTimestamp;
+}
+
+export interface DkimKeysTable {
+  id: Generated<string>;
+  org_id: string;
+  domain: string;
+  selector: string;
+  algorithm: 'rsa-sha256' | 'ed25519-sha256';
+  private_key_enc: string;
+  public_key: string;
+  created_at: DefaultTimestamp;
+}
+
+export type MessageKind = 'individual' | 'mass' | 'test' | 'system';
+export type MessageStatus = 'queued' | 'sending' | 'sent' | 'deferred' | 'failed' | 'unknown';
+
+export interface MessagesTable {
+  id: Generated<string>;
+  org_id: string;
+  kind: MessageKind;
+  module_id: string | null;
+  record_id: string | null;
+  template_id: string | null;
+  template_version: number | null;
+  sender_id: string | null;
+  from_address: string;
+  from_name: string | null;
+  reply_to: string | null;
+  to_address: string;
+  to_name: string | null;
+  subject: string;
+  html: string | null;
+  text: string | null;
+  message_id_header: string;
+  transport: 'relay' | 'outbox';
+  status: Generated<MessageStatus>;
+  attempts: Generated<number>;
+  next_attempt_at: DefaultTimestamp;
+  expires_at: Timestamp;
+  claimed_at: Timestamp | null;
+  smtp_code: number | null;
+  smtp_response: string | null;
+  sent_at: Timestamp | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface OutboxTable {
+  message_id: string;
+  org_id: string;
+  raw: Buffer;
+  created_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -161,4 +300,14 @@ export interface DB {
   fields: FieldsTable;
   records: RecordsTable;
   views: ViewsTable;
+  edition_limits: EditionLimitsTable;
+  daily_usage: DailyUsageTable;
+  template_folders: TemplateFoldersTable;
+  templates: TemplatesTable;
+  template_versions: TemplateVersionsTable;
+  org_addresses: OrgAddressesTable;
+  smtp_relays: SmtpRelaysTable;
+  dkim_keys: DkimKeysTable;
+  messages: MessagesTable;
+  outbox: OutboxTable;
 }
