@@ -175,7 +175,9 @@ export async function queryRecords(deps: Deps, actor: Actor, moduleName: string,
       ).as('sort_key'),
     ])
     .where(and(where))
-    .orderBy(sql`${expr} ${dir} NULLS LAST`)
+    // A NOT NULL key gets no NULLS clause so that its order matches records_list_idx (an index
+    // declared DESC is NULLS FIRST); with one, Postgres sorts the whole match set instead.
+    .orderBy(notNull ? sql`${expr} ${dir}` : sql`${expr} ${dir} NULLS LAST`)
     .orderBy(sql`r.id ${dir}`)
     .limit(limit + 1)
     .execute();
