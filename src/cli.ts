@@ -99,7 +99,7 @@ async function runRoles(roles: { http: boolean; worker: boolean; demo: boolean }
       if (demo.created) deps.log.info('demo org created');
     }
     if (roles.worker) {
-      const w = await startWorker(deps, rt.url);
+      const w = await startWorker(deps, rt.url, () => stopping);
       stops.push(w.stop);
     }
     if (roles.http) {

@@ -8,9 +8,20 @@ export const PURGE_SESSIONS = 'crm.purge-sessions';
  * The job queue (pg-boss on the same PostgreSQL). Any number of workers may run: pg-boss hands each
  * job to one of them (SKIP LOCKED) and fires each schedule once across all of them.
  */
-export async function startWorker(deps: Deps, connectionString: string) {
+export async function startWorker(
+  deps: Deps,
+  connectionString: string,
+  isStopping: () => boolean = () => false,
+) {
   const boss = new PgBoss({ connectionString, schema: 'pgboss', max: 4 });
-  boss.on('error', (err) => deps.log.error({ err }, 'job queue error'));
+  // On Ctrl-C the embedded Postgres gets the signal too and drops connections: expected, not an error.
+  boss.on('error', (err) => {
+    if (!isStopping())
+      deps.log.error(
+        { err: { message: err.message, code: (err as { code?: string }).code } },
+        'job queue error',
+      );
+  });
   await boss.start();
   await boss.createQueue(PURGE_SESSIONS);
   await boss.schedule(PURGE_SESSIONS, '17 * * * *');
