@@ -114,6 +114,13 @@ export function normaliseAddress(input: string, field = 'address'): string {
   return address;
 }
 
+/** Validates a host name (IDN allowed) and returns it in lowercase punycode, e.g. a sending domain. */
+export function normaliseDomain(input: string, field = 'domain'): string {
+  if (typeof input !== 'string') fail(field, 'must be text');
+  assertHeaderSafe(field, input);
+  return validDomain(input.trim(), field);
+}
+
 /** True when `input` is a valid address (see normaliseAddress). */
 export function isValidAddress(input: string): boolean {
   try {
