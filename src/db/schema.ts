@@ -49,6 +49,7 @@ export interface OrgsTable {
   edition: ColumnType<Edition, Edition | undefined, Edition>;
   time_zone: Generated<string>;
   currency: Generated<string>;
+  mass_email_addon: Generated<number>;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }
@@ -156,6 +157,9 @@ export interface EditionLimitsTable {
   individual_per_user: number;
   individual_user_cap: number | null;
   individual_flat_over_cap: number | null;
+  mass_daily: Generated<number>;
+  mass_addon_max: Generated<number>;
+  followups_per_mass: Generated<number>;
   updated_at: DefaultTimestamp;
 }
 
@@ -279,6 +283,7 @@ export interface MessagesTable {
   smtp_code: number | null;
   smtp_response: string | null;
   sent_at: Timestamp | null;
+  mass_email_id: Generated<string | null>;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }
@@ -288,6 +293,63 @@ export interface OutboxTable {
   org_id: string;
   raw: Buffer;
   created_at: DefaultTimestamp;
+}
+
+export type SuppressionReason = 'hard_bounce' | 'complaint' | 'unsubscribe' | 'manual';
+export interface SuppressionsTable {
+  org_id: string;
+  email: string;
+  reason: SuppressionReason;
+  message_id: string | null;
+  created_at: DefaultTimestamp;
+}
+
+export type MassStatus = 'scheduled' | 'sending' | 'sent' | 'stopped';
+export type FollowupAudience = 'received' | 'opened' | 'not_opened' | 'clicked' | 'not_clicked';
+export type AudienceSpec =
+  | { kind: 'ids'; ids: string[] }
+  | { kind: 'view'; viewId: string }
+  | { kind: 'criteria'; criteria: unknown };
+export interface AddressChoice {
+  kind: 'user' | 'org_address' | 'owner' | 'template';
+  orgAddressId?: string;
+}
+
+export interface MassEmailsTable {
+  id: Generated<string>;
+  org_id: string;
+  module_id: string;
+  parent_id: string | null;
+  position: Generated<number>;
+  created_by: string;
+  name: string;
+  template_id: string;
+  from_choice: Json<AddressChoice>;
+  reply_to_choice: Json<AddressChoice> | null;
+  audience: Json<AudienceSpec> | null;
+  followup_audience: FollowupAudience | null;
+  followup_days: number | null;
+  ignore_criteria: Json<object> | null;
+  status: MassStatus;
+  stop_reason: string | null;
+  send_at: Timestamp | null;
+  schedule_version: Generated<number>;
+  allow_wait: Generated<boolean>;
+  recipients: Generated<number>;
+  excluded: Generated<number>;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export type ExclusionReason = 'no_address' | 'invalid_address' | 'opted_out' | 'suppressed' | 'duplicate';
+export interface MassEmailExclusionsTable {
+  mass_email_id: string;
+  org_id: string;
+  record_id: string;
+  email: string | null;
+  reason: ExclusionReason;
 }
 
 export interface DB {
@@ -310,4 +372,7 @@ export interface DB {
   dkim_keys: DkimKeysTable;
   messages: MessagesTable;
   outbox: OutboxTable;
+  suppressions: SuppressionsTable;
+  mass_emails: MassEmailsTable;
+  mass_email_exclusions: MassEmailExclusionsTable;
 }
