@@ -19,6 +19,8 @@ export const configSchema = z.object({
   PARLEY_SECURE_COOKIES: bool.optional(),
   PARLEY_SESSION_DAYS: z.coerce.number().int().min(1).max(365).default(14),
   PARLEY_DEMO_PASSWORD: z.string().min(8).default('parley-demo'),
+  // How long a message keeps being retried after temporary failures before it fails (F3.8).
+  PARLEY_DELIVERY_LIFETIME_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(96),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -37,6 +39,7 @@ export interface Config {
   secureCookies: boolean;
   sessionDays: number;
   demoPassword: string;
+  deliveryLifetimeHours: number;
 }
 
 /** The data folder when none is configured: one that both root and ordinary users can use. */
@@ -76,6 +79,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     secureCookies: c.PARLEY_SECURE_COOKIES ?? publicUrl.startsWith('https://'),
     sessionDays: c.PARLEY_SESSION_DAYS,
     demoPassword: c.PARLEY_DEMO_PASSWORD,
+    deliveryLifetimeHours: c.PARLEY_DELIVERY_LIFETIME_HOURS,
     ...overrides,
   };
 }
