@@ -8,7 +8,7 @@ import { hashToken, newToken } from './tokens.ts';
 const badLogin = () => new AppError('unauthenticated', 'Wrong email or password');
 let dummyHash: Promise<string> | undefined;
 
-async function actorForUser(deps: Deps, where: { userId: string }): Promise<Actor | undefined> {
+export async function actorForUser(deps: Deps, where: { userId: string }): Promise<Actor | undefined> {
   const row = await deps.db
     .selectFrom('users')
     .innerJoin('profiles', 'profiles.id', 'users.profile_id')

@@ -284,6 +284,19 @@ export interface MessagesTable {
   smtp_response: string | null;
   sent_at: Timestamp | null;
   mass_email_id: Generated<string | null>;
+  tracked: Generated<boolean>;
+  bounced_at: Timestamp | null;
+  bounce_kind: 'hard' | 'soft' | 'policy' | null;
+  bounce_reason: string | null;
+  opened_at: Timestamp | null;
+  last_opened_at: Timestamp | null;
+  open_count: Generated<number>;
+  machine_open_count: Generated<number>;
+  clicked_at: Timestamp | null;
+  last_clicked_at: Timestamp | null;
+  click_count: Generated<number>;
+  machine_click_count: Generated<number>;
+  replied_at: Timestamp | null;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }

@@ -64,7 +64,8 @@ export function recipientPath(s: Scope): RecipientPath {
   );
 }
 
-function sourceFilter(source: AudienceSpec): { viewId?: string; criteria?: unknown; ids?: string[] } {
+function sourceFilter(source: AudienceSpec | null): { viewId?: string; criteria?: unknown; ids?: string[] } {
+  if (source === null) return {}; // a follow-up: its records come from `extra`
   switch (source.kind) {
     case 'ids':
       if (!Array.isArray(source.ids) || source.ids.length === 0)
@@ -104,7 +105,7 @@ export async function resolveAudience(
   deps: Deps,
   actor: Actor,
   moduleName: string,
-  source: AudienceSpec,
+  source: AudienceSpec | null,
   extra: Expression<SqlBool>[] = [],
 ): Promise<ResolvedAudience> {
   requireModule(actor, moduleName, 'mass_email');

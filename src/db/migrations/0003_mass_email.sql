@@ -74,3 +74,21 @@ CREATE TABLE mass_email_exclusions (
 -- The per-recipient trace of a mass email is its messages rows.
 ALTER TABLE messages ADD COLUMN mass_email_id uuid REFERENCES mass_emails (id) ON DELETE CASCADE;
 CREATE INDEX messages_mass_idx ON messages (mass_email_id, status) WHERE mass_email_id IS NOT NULL;
+
+-- What happened to each message after it left, summarised on the row (the insights issue fills
+-- these from raw events; follow-up audiences and statistics read them). Human and machine counts
+-- are kept apart: only human events count as opened/clicked.
+ALTER TABLE messages
+  ADD COLUMN tracked boolean NOT NULL DEFAULT false,
+  ADD COLUMN bounced_at timestamptz,
+  ADD COLUMN bounce_kind text CHECK (bounce_kind IN ('hard', 'soft', 'policy')),
+  ADD COLUMN bounce_reason text,
+  ADD COLUMN opened_at timestamptz,
+  ADD COLUMN last_opened_at timestamptz,
+  ADD COLUMN open_count integer NOT NULL DEFAULT 0,
+  ADD COLUMN machine_open_count integer NOT NULL DEFAULT 0,
+  ADD COLUMN clicked_at timestamptz,
+  ADD COLUMN last_clicked_at timestamptz,
+  ADD COLUMN click_count integer NOT NULL DEFAULT 0,
+  ADD COLUMN machine_click_count integer NOT NULL DEFAULT 0,
+  ADD COLUMN replied_at timestamptz;

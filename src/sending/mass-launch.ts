@@ -1,0 +1,278 @@
+import { type Expression, type SqlBool, sql } from 'kysely';
+import { actorForUser, can, compileCriteria, scope, validateCriteria } from '../crm/index.ts';
+import type { AddressChoice, FollowupAudience } from '../db/schema.ts';
+import type { Deps } from '../deps.ts';
+import { resolveAudience } from './audience.ts';
+import { gmtDay, gmtDayStart, massDailyLimit, nextGmtDay, reserveMass } from './mass-limits.ts';
+
+// The launch of a due mass email or follow-up: resolve its audience once, write one queued
+// message row per recipient and one exclusion row per record left out (one statement), then put
+// rows in the queue day by day within the daily limit. Workers call launchDue; a row lock on the
+// mass email (SKIP LOCKED) makes each launch happen exactly once however many workers race, and
+// the launch re-reads the row, so an edit or stop made before it simply wins.
+
+const DEFAULT_LIFETIME_HOURS = 96;
+
+const FOLLOWUP_FILTER: Record<FollowupAudience, string> = {
+  received: `m.status = 'sent' AND m.bounced_at IS NULL`,
+  opened: `m.opened_at IS NOT NULL`,
+  not_opened: `m.status = 'sent' AND m.bounced_at IS NULL AND m.opened_at IS NULL`,
+  clicked: `m.clicked_at IS NOT NULL`,
+  not_clicked: `m.status = 'sent' AND m.bounced_at IS NULL AND m.clicked_at IS NULL`,
+};
+
+function lifetimeMs(deps: Deps) {
+  const h =
+    (deps.config as { deliveryLifetimeHours?: number }).deliveryLifetimeHours ?? DEFAULT_LIFETIME_HOURS;
+  return h * 3_600_000;
+}
+
+/** Launches every due mass email and follow-up; returns how many were launched. */
+export async function launchDue(deps: Deps): Promise<number> {
+  await finishDone(deps);
+  let launched = 0;
+  for (let i = 0; i < 100; i++) {
+    const did = await deps.db.transaction().execute((trx) => launchOne({ ...deps, db: trx }));
+    if (!did) break;
+    launched++;
+  }
+  return launched;
+}
+
+async function launchOne(deps: Deps): Promise<boolean> {
+  const now = deps.clock.now();
+  // Follow-ups timed "N days after the previous send" get their time once that send has started.
+  await sql`
+    UPDATE mass_emails f SET send_at = prev.started_at + make_interval(days => f.followup_days), updated_at = now()
+    FROM mass_emails prev
+    WHERE f.send_at IS NULL AND f.followup_days IS NOT NULL AND f.status = 'scheduled'
+      AND prev.started_at IS NOT NULL
+      AND ((f.position = 1 AND prev.id = f.parent_id) OR (prev.parent_id = f.parent_id AND prev.position = f.position - 1))`.execute(
+    deps.db,
+  );
+  const m = (
+    await sql<{
+      id: string;
+      org_id: string;
+      module_id: string;
+      parent_id: string | null;
+      created_by: string;
+      template_id: string;
+      from_choice: AddressChoice;
+      reply_to_choice: AddressChoice | null;
+      audience: unknown;
+      followup_audience: FollowupAudience | null;
+      ignore_criteria: unknown;
+      allow_wait: boolean;
+      module: string;
+    }>`
+      SELECT me.*, mo.api_name AS module FROM mass_emails me JOIN modules mo ON mo.id = me.module_id
+      WHERE me.started_at IS NULL AND me.send_at <= ${now}
+        AND (me.status = 'sending' OR (me.status = 'scheduled'
+          AND (me.parent_id IS NULL OR EXISTS (SELECT 1 FROM mass_emails p WHERE p.id = me.parent_id AND p.started_at IS NOT NULL))))
+      ORDER BY me.send_at
+      LIMIT 1
+      FOR UPDATE OF me SKIP LOCKED`.execute(deps.db)
+  ).rows[0];
+  if (!m) return false;
+  const stop = async (reason: string) => {
+    await deps.db
+      .updateTable('mass_emails')
+      .set({
+        status: 'stopped',
+        stop_reason: reason,
+        schedule_version: sql`schedule_version + 1`,
+        updated_at: now,
+      })
+      .where('id', '=', m.id)
+      .execute();
+    deps.log.warn({ massEmailId: m.id, reason }, 'mass email stopped at launch');
+  };
+  const actor = await actorForUser(deps, { userId: m.created_by });
+  if (!actor || !can(actor, m.module, 'mass_email')) {
+    await stop('creator_cannot_send');
+    return true;
+  }
+  const extra: Expression<SqlBool>[] = [];
+  if (m.parent_id) {
+    const cond = sql.raw(FOLLOWUP_FILTER[m.followup_audience ?? 'received']);
+    extra.push(
+      sql<SqlBool>`r.id IN (SELECT m.record_id FROM messages m WHERE m.mass_email_id = ${m.parent_id} AND m.record_id IS NOT NULL AND ${cond})`,
+    );
+    if (m.ignore_criteria) {
+      const s = await scope(deps, actor, m.module);
+      extra.push(
+        sql<SqlBool>`NOT coalesce(${compileCriteria(validateCriteria(m.ignore_criteria, s.ctx), s.ctx)}, false)`,
+      );
+    }
+  }
+  let audience: Awaited<ReturnType<typeof resolveAudience>>;
+  try {
+    audience = await resolveAudience(
+      deps,
+      actor,
+      m.module,
+      m.parent_id ? null : (m.audience as Parameters<typeof resolveAudience>[3]),
+      extra,
+    );
+  } catch (err) {
+    // The view was deleted, a field of the criteria was removed …: tell the creator, send nothing.
+    await stop(`audience_invalid: ${(err as Error).message}`.slice(0, 500));
+    return true;
+  }
+  const t = await deps.db
+    .selectFrom('templates as t')
+    .innerJoin('template_versions as v', (j) =>
+      j.onRef('v.template_id', '=', 't.id').onRef('v.version', '=', 't.current_version'),
+    )
+    .select(['t.id', 't.current_version', 'v.subject', 'v.from_address', 'v.from_name', 'v.reply_to'])
+    .where('t.id', '=', m.template_id)
+    .where('t.org_id', '=', m.org_id)
+    .where('t.deleted_at', 'is', null)
+    .executeTakeFirst();
+  if (!t) {
+    await stop('template_deleted');
+    return true;
+  }
+  const from = await addressOf(deps, m.org_id, m.created_by, m.from_choice, t, 'from');
+  const replyTo = m.reply_to_choice
+    ? await addressOf(deps, m.org_id, m.created_by, m.reply_to_choice, t, 'replyTo')
+    : null;
+  if (!from) {
+    await stop('from_address_unavailable');
+    return true;
+  }
+  const relay = await deps.db
+    .selectFrom('smtp_relays')
+    .select(['sending_domain'])
+    .where('org_id', '=', m.org_id)
+    .executeTakeFirst();
+  // "The record owner's address" differs per recipient: joined in the insert below.
+  const perOwner = m.from_choice.kind === 'owner';
+  const replyOwner = m.reply_to_choice?.kind === 'owner';
+  const counts = (
+    await sql<{ recipients: number; excluded: number }>`
+      WITH aud AS MATERIALIZED (${audience.query}),
+      ins AS (
+        INSERT INTO messages (org_id, kind, module_id, record_id, template_id, template_version, sender_id,
+          from_address, from_name, reply_to, to_address, to_name, subject, message_id_header, transport,
+          status, next_attempt_at, expires_at, mass_email_id)
+        SELECT ${m.org_id}, 'mass', ${m.module_id}, aud.record_id, ${t.id}, ${t.current_version}, ${m.created_by},
+          ${perOwner ? sql`ow.email` : sql`${from.address}`}, ${perOwner ? sql`ow.name` : sql`${from.name}`},
+          ${replyOwner ? sql`ow.email` : sql`${replyTo?.address ?? null}`}, aud.email, aud.name, '',
+          '<' || replace(gen_random_uuid()::text, '-', '') || '@' ||
+            coalesce(${relay?.sending_domain ?? null}, split_part(${perOwner ? sql`ow.email` : sql`${from.address}`}, '@', 2)) || '>',
+          ${relay ? 'relay' : 'outbox'}, 'queued', 'infinity', 'infinity', ${m.id}
+        FROM aud ${perOwner || replyOwner ? sql`JOIN records r ON r.id = aud.record_id JOIN users ow ON ow.id = r.owner_id` : sql``}
+        WHERE aud.reason IS NULL
+        RETURNING 1
+      ), exc AS (
+        INSERT INTO mass_email_exclusions (mass_email_id, org_id, record_id, email, reason)
+        SELECT ${m.id}, ${m.org_id}, record_id, email, reason FROM aud WHERE reason IS NOT NULL
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM ins)::int AS recipients, (SELECT count(*) FROM exc)::int AS excluded`.execute(
+      deps.db,
+    )
+  ).rows[0];
+  await deps.db
+    .updateTable('mass_emails')
+    .set({
+      status: 'sending',
+      started_at: now,
+      recipients: counts.recipients,
+      excluded: counts.excluded,
+      updated_at: now,
+    })
+    .where('id', '=', m.id)
+    .execute();
+  const left = await queueParked(deps, m.org_id, m.id, m.allow_wait, now);
+  if (left > 0 && !m.allow_wait) await stop('daily_limit_reached');
+  if (counts.recipients === 0)
+    await deps.db
+      .updateTable('mass_emails')
+      .set({ status: 'sent', finished_at: now })
+      .where('id', '=', m.id)
+      .execute();
+  await sql`SELECT pg_notify('parley_delivery', ${m.org_id})`.execute(deps.db);
+  return true;
+}
+
+/** A send is over when none of its rows can still go out (parked rows waiting for a day count as pending). */
+export async function finishDone(deps: Deps) {
+  await sql`
+    UPDATE mass_emails me SET status = 'sent', finished_at = now(), updated_at = now()
+    WHERE me.status = 'sending' AND me.started_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.mass_email_id = me.id AND m.status IN ('queued', 'sending', 'deferred'))`.execute(
+    deps.db,
+  );
+}
+
+/**
+ * Moves parked rows of a mass email into the queue, within each GMT day's remaining limit: today's
+ * share at once, later days' shares (if the remainder may wait) at the start of their day.
+ * Returns how many rows stay parked.
+ */
+export async function queueParked(deps: Deps, orgId: string, massId: string, allowWait: boolean, now: Date) {
+  const limit = await massDailyLimit(deps.db, orgId);
+  let left = Number(
+    (
+      await sql<{ n: number }>`SELECT count(*)::int AS n FROM messages
+        WHERE mass_email_id = ${massId} AND org_id = ${orgId} AND status = 'queued' AND next_attempt_at = 'infinity'`.execute(
+        deps.db,
+      )
+    ).rows[0].n,
+  );
+  let day = gmtDay(now);
+  for (let guard = 0; left > 0 && guard < 3660; guard++) {
+    const got = await reserveMass(deps.db, orgId, day, left, limit);
+    if (got > 0) {
+      const at = day === gmtDay(now) ? now : gmtDayStart(day);
+      await sql`UPDATE messages SET next_attempt_at = ${at}, expires_at = ${new Date(at.getTime() + lifetimeMs(deps))},
+          updated_at = now()
+        WHERE id IN (SELECT id FROM messages WHERE mass_email_id = ${massId} AND org_id = ${orgId} AND status = 'queued'
+          AND next_attempt_at = 'infinity' ORDER BY id LIMIT ${got})`.execute(deps.db);
+      left -= got;
+    }
+    if (!allowWait || limit === 0) break;
+    day = nextGmtDay(day);
+  }
+  return left;
+}
+
+/** The address a choice stands for (F3.2); per-record owner addresses are joined in SQL instead. */
+async function addressOf(
+  deps: Deps,
+  orgId: string,
+  userId: string,
+  choice: AddressChoice,
+  t: { from_address: string | null; from_name: string | null; reply_to: string | null },
+  which: 'from' | 'replyTo',
+): Promise<{ address: string; name: string | null } | null> {
+  switch (choice.kind) {
+    case 'user':
+    case 'owner': {
+      const u = await deps.db
+        .selectFrom('users')
+        .select(['email', 'name'])
+        .where('id', '=', userId)
+        .executeTakeFirst();
+      return u ? { address: u.email, name: u.name } : null;
+    }
+    case 'template':
+      if (which === 'replyTo') return t.reply_to ? { address: t.reply_to, name: null } : null;
+      return t.from_address ? { address: t.from_address, name: t.from_name } : null;
+    case 'org_address': {
+      const a = await deps.db
+        .selectFrom('org_addresses')
+        .select(['email', 'display_name', 'verified_at'])
+        .where('org_id', '=', orgId)
+        .where('id', '=', choice.orgAddressId ?? '00000000-0000-0000-0000-000000000000')
+        .executeTakeFirst();
+      return a?.verified_at ? { address: a.email, name: a.display_name } : null;
+    }
+    default:
+      return null;
+  }
+}
