@@ -11,8 +11,6 @@ import { gmtDay, gmtDayStart, massDailyLimit, nextGmtDay, reserveMass } from './
 // mass email (SKIP LOCKED) makes each launch happen exactly once however many workers race, and
 // the launch re-reads the row, so an edit or stop made before it simply wins.
 
-const DEFAULT_LIFETIME_HOURS = 96;
-
 const FOLLOWUP_FILTER: Record<FollowupAudience, string> = {
   received: `m.status = 'sent' AND m.bounced_at IS NULL`,
   opened: `m.opened_at IS NOT NULL`,
@@ -21,11 +19,7 @@ const FOLLOWUP_FILTER: Record<FollowupAudience, string> = {
   not_clicked: `m.status = 'sent' AND m.bounced_at IS NULL AND m.clicked_at IS NULL`,
 };
 
-function lifetimeMs(deps: Deps) {
-  const h =
-    (deps.config as { deliveryLifetimeHours?: number }).deliveryLifetimeHours ?? DEFAULT_LIFETIME_HOURS;
-  return h * 3_600_000;
-}
+const lifetimeMs = (deps: Deps) => deps.config.deliveryLifetimeHours * 3_600_000;
 
 /** Launches every due mass email and follow-up; returns how many were launched. */
 export async function launchDue(deps: Deps): Promise<number> {
