@@ -44,21 +44,57 @@ beforeAll(async () => {
   ).body.user.id;
   A.apiKey = (await a.req('POST', '/api/api-keys', { name: MARKER })).body.id;
   A.org = orgA.orgId;
+  // A scheduled mass email of A's (its template written straight to the table).
+  const leads = await t.deps.db
+    .selectFrom('modules')
+    .select('id')
+    .where('org_id', '=', orgA.orgId)
+    .where('api_name', '=', 'leads')
+    .executeTakeFirstOrThrow();
+  const tpl = await t.deps.db
+    .insertInto('templates')
+    .values({ org_id: orgA.orgId, module_id: leads.id, name: MARKER, created_by: orgA.adminId })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await t.deps.db
+    .insertInto('template_versions')
+    .values({
+      org_id: orgA.orgId,
+      template_id: tpl.id,
+      version: 1,
+      subject: MARKER,
+      html_source: MARKER,
+      html: MARKER,
+      text: MARKER,
+    })
+    .execute();
+  const mass = await a.req('POST', '/api/mass-emails', {
+    module: 'leads',
+    name: MARKER,
+    templateId: tpl.id,
+    from: { kind: 'user' },
+    audience: { kind: 'ids', ids: [A.lead] },
+    sendAt: new Date(Date.now() + 86_400_000).toISOString(),
+  });
+  expect(mass.status).toBe(201);
+  A.mass = mass.body.id;
 });
 afterAll(() => t.stop());
 
 function paramsFor(url: string): string[] {
   // Try each route with A's own module (unknown to B) and with the shared built-in name.
   const modules = url.includes(':module') ? [A.module, 'leads'] : [''];
-  const ids = url.startsWith('/api/views')
-    ? [A.view]
-    : url.startsWith('/api/profiles')
-      ? [A.profile]
-      : url.startsWith('/api/users')
-        ? [A.user]
-        : url.startsWith('/api/api-keys')
-          ? [A.apiKey]
-          : [A.gadget, A.lead];
+  const ids = url.startsWith('/api/mass-emails')
+    ? [A.mass]
+    : url.startsWith('/api/views')
+      ? [A.view]
+      : url.startsWith('/api/profiles')
+        ? [A.profile]
+        : url.startsWith('/api/users')
+          ? [A.user]
+          : url.startsWith('/api/api-keys')
+            ? [A.apiKey]
+            : [A.gadget, A.lead];
   const out: string[] = [];
   for (const m of modules)
     for (const id of ids)
@@ -99,8 +135,8 @@ describe('org isolation', () => {
           r.method === 'GET' || r.method === 'DELETE' ? undefined : body,
         );
         checked++;
-        const leaked = [MARKER, A.lead, A.gadget, A.view, A.profile, A.user, A.apiKey, A.org].filter((s) =>
-          res.text.includes(s),
+        const leaked = [MARKER, A.lead, A.gadget, A.view, A.profile, A.user, A.apiKey, A.org, A.mass].filter(
+          (s) => res.text.includes(s),
         );
         expect({ route: `${r.method} ${url}`, leaked }).toEqual({ route: `${r.method} ${url}`, leaked: [] });
       }
@@ -127,6 +163,8 @@ describe('org isolation', () => {
     expect(
       (await a.req('GET', '/api/api-keys')).body.find((k: { id: string }) => k.id === A.apiKey).revokedAt,
     ).toBeNull();
+    const mass = await a.req('GET', `/api/mass-emails/${A.mass}`);
+    expect(mass.body).toMatchObject({ name: MARKER, status: 'scheduled' });
     const fields = (await a.req('GET', `/api/modules/${A.module}`)).body.fields;
     expect(fields.find((f: { id: string }) => f.id === A.field).label).toBe('Secret');
   });

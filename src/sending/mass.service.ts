@@ -305,6 +305,8 @@ export interface MassEmailPatch {
   audience?: AudienceSpec;
   sendAt?: string | null;
   allowWait?: boolean;
+  /** For a follow-up: its audience, delay and records to ignore. */
+  followup?: Partial<FollowupInput>;
 }
 
 /**
@@ -331,6 +333,31 @@ export async function updateMassEmail(deps: Deps, actor: Actor, id: string, patc
     const c = await countAudience(deps, await resolveAudience(deps, actor, m.module, patch.audience));
     if (c.recipients === 0)
       throw invalid('No one would receive this mass email', [{ path: 'audience', message: 'empty' }]);
+  }
+  let followupSet: Record<string, unknown> = {};
+  if (isFollowup && patch.followup) {
+    const s = await scope(deps, actor, m.module);
+    const merged: FollowupInput = {
+      templateId: t.id,
+      audience: patch.followup.audience ?? (m.followup_audience as FollowupAudience),
+      days: patch.followup.days ?? m.followup_days ?? 0,
+      sendAt:
+        patch.followup.sendAt !== undefined
+          ? patch.followup.sendAt
+          : m.followup_days
+            ? null
+            : m.send_at?.toISOString(),
+      ignoreCriteria:
+        patch.followup.ignoreCriteria !== undefined ? patch.followup.ignoreCriteria : m.ignore_criteria,
+    };
+    checkFollowupShape(merged, 0, s.ctx);
+    const fixed = parseSendAt(merged.sendAt ?? null, now);
+    followupSet = {
+      followup_audience: merged.audience,
+      followup_days: fixed ? null : merged.days,
+      ignore_criteria: merged.ignoreCriteria ? JSON.stringify(merged.ignoreCriteria) : null,
+      send_at: fixed ?? (await followupTime(deps, m.parent_id as string, m.position, merged.days)),
+    };
   }
   const sendAt = patch.sendAt !== undefined ? parseSendAt(patch.sendAt, now) : m.send_at;
   if (!isFollowup && patch.sendAt === null)
@@ -366,11 +393,84 @@ export async function updateMassEmail(deps: Deps, actor: Actor, id: string, patc
         stop_reason: frozen ? 'edited_within_15_minutes' : m.stop_reason,
         schedule_version: sql`schedule_version + 1`,
         updated_at: now,
+        ...followupSet,
       })
       .where('org_id', '=', actor.orgId)
       .where('id', '=', m.id)
       .execute();
     return { id: m.id, status, stoppedBecauseEditedLate: frozen };
+  });
+}
+
+/** When an N-days follow-up goes: N days after the step before it started (unknown until then). */
+async function followupTime(
+  deps: Deps,
+  parentId: string,
+  position: number,
+  days: number,
+): Promise<Date | null> {
+  const prev = await deps.db
+    .selectFrom('mass_emails')
+    .select('started_at')
+    .where((eb) =>
+      position === 1
+        ? eb('id', '=', parentId)
+        : eb.and([eb('parent_id', '=', parentId), eb('position', '=', position - 1)]),
+    )
+    .executeTakeFirst();
+  return prev?.started_at ? new Date(prev.started_at.getTime() + days * 86_400_000) : null;
+}
+
+/** Adds a follow-up to a mass email, within the edition's number of follow-ups. */
+export async function addFollowup(deps: Deps, actor: Actor, id: string, f: FollowupInput) {
+  const m = await loadMass(deps, actor, id);
+  requireCreator(actor, m);
+  if (m.parent_id !== null) throw invalid('Add follow-ups to the mass email itself');
+  const s = await scope(deps, actor, m.module);
+  checkFollowupShape(f, 0, s.ctx);
+  const t = await checkTemplate(deps, actor, f.templateId, m.module_id, 'templateId');
+  if (f.from) await checkChoice(deps, actor, f.from, t, 'from', 'from');
+  const now = deps.clock.now();
+  const fixed = parseSendAt(f.sendAt ?? null, now);
+  return deps.db.transaction().execute(async (trx) => {
+    await sql`SELECT 1 FROM mass_emails WHERE id = ${m.id} FOR UPDATE`.execute(trx);
+    const existing = await trx
+      .selectFrom('mass_emails')
+      .select('position')
+      .where('parent_id', '=', m.id)
+      .execute();
+    const allowed = await maxFollowups(deps, actor.orgId);
+    if (existing.length >= allowed)
+      throw new AppError(
+        'limit_exceeded',
+        allowed === 0
+          ? 'Your edition does not include follow-up emails'
+          : `At most ${allowed} follow-ups per mass email in your edition`,
+      );
+    const position = Math.max(0, ...existing.map((e) => e.position)) + 1;
+    const row = await trx
+      .insertInto('mass_emails')
+      .values({
+        org_id: actor.orgId,
+        module_id: m.module_id,
+        parent_id: m.id,
+        position,
+        created_by: actor.userId,
+        name: f.name?.trim() || `${m.name} – follow-up ${position}`,
+        template_id: t.id,
+        from_choice: JSON.stringify(f.from ?? m.from_choice),
+        reply_to_choice:
+          (f.replyTo ?? m.reply_to_choice) ? JSON.stringify(f.replyTo ?? m.reply_to_choice) : null,
+        followup_audience: f.audience,
+        followup_days: fixed ? null : f.days,
+        ignore_criteria: f.ignoreCriteria ? JSON.stringify(f.ignoreCriteria) : null,
+        status: 'scheduled',
+        send_at: fixed ?? (await followupTime({ ...deps, db: trx }, m.id, position, f.days)),
+        allow_wait: m.allow_wait,
+      })
+      .returning(['id', 'position'])
+      .executeTakeFirstOrThrow();
+    return row;
   });
 }
 
