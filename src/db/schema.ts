@@ -253,7 +253,7 @@ export interface DkimKeysTable {
   created_at: DefaultTimestamp;
 }
 
-export type MessageKind = 'individual' | 'mass' | 'test' | 'system';
+export type MessageKind = 'individual' | 'mass' | 'test' | 'system' | 'autoresponder' | 'workflow';
 export type MessageStatus = 'queued' | 'sending' | 'sent' | 'deferred' | 'failed' | 'unknown';
 
 export interface MessagesTable {
@@ -297,6 +297,8 @@ export interface MessagesTable {
   click_count: Generated<number>;
   machine_click_count: Generated<number>;
   replied_at: Timestamp | null;
+  autoresponder_id: string | null;
+  workflow_rule_id: string | null;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }
@@ -365,6 +367,42 @@ export interface MassEmailExclusionsTable {
   reason: ExclusionReason;
 }
 
+export interface AutorespondersTable {
+  id: Generated<string>;
+  org_id: string;
+  module_id: string;
+  name: string;
+  template_id: string;
+  criteria: Json<object> | null;
+  anchor_field: Generated<string>;
+  days: number;
+  from_choice: Json<AddressChoice>;
+  active: Generated<boolean>;
+  active_since: DefaultTimestamp;
+  created_by: string;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface WorkflowRulesTable {
+  id: Generated<string>;
+  org_id: string;
+  module_id: string;
+  name: string;
+  on_create: Generated<boolean>;
+  on_edit: Generated<boolean>;
+  criteria: Json<object> | null;
+  template_id: string;
+  to_record: Generated<boolean>;
+  to_user_ids: ColumnType<string[], string[] | undefined, string[]>;
+  from_choice: Json<AddressChoice>;
+  active: Generated<boolean>;
+  checked_until: DefaultTimestamp;
+  created_by: string;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -388,4 +426,6 @@ export interface DB {
   suppressions: SuppressionsTable;
   mass_emails: MassEmailsTable;
   mass_email_exclusions: MassEmailExclusionsTable;
+  autoresponders: AutorespondersTable;
+  workflow_rules: WorkflowRulesTable;
 }

@@ -4,6 +4,7 @@ import type { AddressChoice, FollowupAudience } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { resolveAudience } from './audience.ts';
 import { gmtDay, gmtDayStart, massDailyLimit, nextGmtDay, reserveMass } from './mass-limits.ts';
+import { insertMessagesSql, senderFor, sendingSetup } from './queue-rows.ts';
 
 // The launch of a due mass email or follow-up: resolve its audience once, write one queued
 // message row per recipient and one exclusion row per record left out (one statement), then put
@@ -128,37 +129,27 @@ async function launchOne(deps: Deps): Promise<boolean> {
     await stop('template_deleted');
     return true;
   }
-  const from = await addressOf(deps, m.org_id, m.created_by, m.from_choice, t, 'from');
-  const replyTo = m.reply_to_choice
-    ? await addressOf(deps, m.org_id, m.created_by, m.reply_to_choice, t, 'replyTo')
-    : null;
-  if (!from) {
+  const sender = await senderFor(deps, m.org_id, m.created_by, m.from_choice, m.reply_to_choice, t);
+  if (!sender) {
     await stop('from_address_unavailable');
     return true;
   }
-  const relay = await deps.db
-    .selectFrom('smtp_relays')
-    .select(['sending_domain'])
-    .where('org_id', '=', m.org_id)
-    .executeTakeFirst();
-  // "The record owner's address" differs per recipient: joined in the insert below.
-  const perOwner = m.from_choice.kind === 'owner';
-  const replyOwner = m.reply_to_choice?.kind === 'owner';
+  const setup = await sendingSetup(deps, m.org_id);
   const counts = (
     await sql<{ recipients: number; excluded: number }>`
       WITH aud AS MATERIALIZED (${audience.query}),
       ins AS (
-        INSERT INTO messages (org_id, kind, module_id, record_id, template_id, template_version, sender_id,
-          from_address, from_name, reply_to, to_address, to_name, subject, message_id_header, transport,
-          status, next_attempt_at, expires_at, mass_email_id)
-        SELECT ${m.org_id}, 'mass', ${m.module_id}, aud.record_id, ${t.id}, ${t.current_version}, ${m.created_by},
-          ${perOwner ? sql`ow.email` : sql`${from.address}`}, ${perOwner ? sql`ow.name` : sql`${from.name}`},
-          ${replyOwner ? sql`ow.email` : sql`${replyTo?.address ?? null}`}, aud.email, aud.name, '',
-          '<' || replace(gen_random_uuid()::text, '-', '') || '@' ||
-            coalesce(${relay?.sending_domain ?? null}, split_part(${perOwner ? sql`ow.email` : sql`${from.address}`}, '@', 2)) || '>',
-          ${relay ? 'relay' : 'outbox'}, 'queued', 'infinity', 'infinity', ${m.id}
-        FROM aud ${perOwner || replyOwner ? sql`JOIN records r ON r.id = aud.record_id JOIN users ow ON ow.id = r.owner_id` : sql``}
-        WHERE aud.reason IS NULL
+        ${insertMessagesSql({
+          orgId: m.org_id,
+          kind: 'mass',
+          moduleId: m.module_id,
+          template: t,
+          senderId: m.created_by,
+          sender,
+          setup,
+          link: { column: 'mass_email_id', id: m.id },
+          when: 'parked',
+        })}
         RETURNING 1
       ), exc AS (
         INSERT INTO mass_email_exclusions (mass_email_id, org_id, record_id, email, reason)
@@ -233,40 +224,4 @@ export async function queueParked(deps: Deps, orgId: string, massId: string, all
     day = nextGmtDay(day);
   }
   return left;
-}
-
-/** The address a choice stands for (F3.2); per-record owner addresses are joined in SQL instead. */
-async function addressOf(
-  deps: Deps,
-  orgId: string,
-  userId: string,
-  choice: AddressChoice,
-  t: { from_address: string | null; from_name: string | null; reply_to: string | null },
-  which: 'from' | 'replyTo',
-): Promise<{ address: string; name: string | null } | null> {
-  switch (choice.kind) {
-    case 'user':
-    case 'owner': {
-      const u = await deps.db
-        .selectFrom('users')
-        .select(['email', 'name'])
-        .where('id', '=', userId)
-        .executeTakeFirst();
-      return u ? { address: u.email, name: u.name } : null;
-    }
-    case 'template':
-      if (which === 'replyTo') return t.reply_to ? { address: t.reply_to, name: null } : null;
-      return t.from_address ? { address: t.from_address, name: t.from_name } : null;
-    case 'org_address': {
-      const a = await deps.db
-        .selectFrom('org_addresses')
-        .select(['email', 'display_name', 'verified_at'])
-        .where('org_id', '=', orgId)
-        .where('id', '=', choice.orgAddressId ?? '00000000-0000-0000-0000-000000000000')
-        .executeTakeFirst();
-      return a?.verified_at ? { address: a.email, name: a.display_name } : null;
-    }
-    default:
-      return null;
-  }
 }

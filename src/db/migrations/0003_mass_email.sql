@@ -92,3 +92,55 @@ ALTER TABLE messages
   ADD COLUMN click_count integer NOT NULL DEFAULT 0,
   ADD COLUMN machine_click_count integer NOT NULL DEFAULT 0,
   ADD COLUMN replied_at timestamptz;
+
+-- Autoresponders (F3.9): template T to records of module M matching criteria, N days after they
+-- are created (or after a date field), once per record; counted against the daily mass limit.
+-- Only moments that fall after the autoresponder was switched on fire (no blast of old records).
+CREATE TABLE autoresponders (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+  module_id uuid NOT NULL REFERENCES modules (id) ON DELETE CASCADE,
+  name text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+  template_id uuid NOT NULL REFERENCES templates (id),
+  criteria jsonb,
+  anchor_field text NOT NULL DEFAULT 'created_at', -- 'created_at' or a date/datetime field's api_name
+  days integer NOT NULL CHECK (days BETWEEN 0 AND 3650),
+  from_choice jsonb NOT NULL,
+  active boolean NOT NULL DEFAULT true,
+  active_since timestamptz NOT NULL DEFAULT now(),
+  created_by uuid NOT NULL REFERENCES users (id),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX autoresponders_org_idx ON autoresponders (org_id) WHERE active;
+
+-- Workflow email action (F3.10): on create and/or edit of a record matching criteria, send a
+-- template to the record or to chosen users.
+CREATE TABLE workflow_rules (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+  module_id uuid NOT NULL REFERENCES modules (id) ON DELETE CASCADE,
+  name text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+  on_create boolean NOT NULL DEFAULT true,
+  on_edit boolean NOT NULL DEFAULT false,
+  criteria jsonb,
+  template_id uuid NOT NULL REFERENCES templates (id),
+  to_record boolean NOT NULL DEFAULT true,
+  to_user_ids uuid[] NOT NULL DEFAULT '{}',
+  from_choice jsonb NOT NULL,
+  active boolean NOT NULL DEFAULT true,
+  -- Record writes up to this instant have been looked at (creates, edits, imports, mass updates alike).
+  checked_until timestamptz NOT NULL DEFAULT now(),
+  created_by uuid NOT NULL REFERENCES users (id),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX workflow_rules_org_idx ON workflow_rules (org_id, module_id) WHERE active;
+
+ALTER TABLE messages ADD COLUMN autoresponder_id uuid REFERENCES autoresponders (id) ON DELETE SET NULL;
+ALTER TABLE messages ADD COLUMN workflow_rule_id uuid REFERENCES workflow_rules (id) ON DELETE SET NULL;
+-- Once per record per autoresponder, whatever races.
+CREATE UNIQUE INDEX messages_autoresponder_once ON messages (autoresponder_id, record_id) WHERE autoresponder_id IS NOT NULL;
+ALTER TABLE messages DROP CONSTRAINT messages_kind_check;
+ALTER TABLE messages ADD CONSTRAINT messages_kind_check
+  CHECK (kind IN ('individual', 'mass', 'test', 'system', 'autoresponder', 'workflow'));
