@@ -1,0 +1,275 @@
+// The fast path of a send to many recipients (DESIGN.md, "The fast path"): everything that is the
+// same for every recipient is done once in prepareSend; buildBatch then costs, per recipient, the
+// merge slots, one tracking-key derivation, string joins and one base64. Signing happens in the
+// worker pool (signBatch), delivery in the transport.
+//
+//   const send = prepareSend({ engine, htmlEngine, template, from, … , dkimKeys });
+//   for each batch of claimed rows:
+//     const built = buildBatch(send, recipients);          // raw, unsigned messages (+ failures)
+//     const signed = await signBatch(pool, send, built);   // DKIM in worker threads
+//     deliver each { envelope, raw } …
+//
+// Why not render the whole template with liquidjs per recipient: measured here, a parsed 10 KB
+// template costs ≈ 0.28 ms per render, while its 3 merge slots alone cost ≈ 0.02 ms. The template is
+// parsed once, its top-level fixed HTML kept as strings, and only the Liquid tags and outputs are
+// rendered per recipient, by liquidjs itself (same filters, same strictness and sandbox).
+import { Context, type Liquid, type Template, TokenKind } from 'liquidjs';
+import { invalid } from '../errors.ts';
+import { messageTrackingTokens } from '../tracking/tokens.ts';
+import type { Mailbox } from './address.ts';
+import type { DkimKey } from './dkim.ts';
+import { type MessageSkeleton, prepareMessage, renderMessage } from './mime.ts';
+import type { SignPool } from './sign-pool.ts';
+import { verpReturnPath } from './verp.ts';
+
+export interface SendTemplate {
+  subject: string;
+  /** Liquid HTML (CSS already inlined); absent for text-only messages. */
+  html?: string | null;
+  text: string;
+}
+
+export interface PrepareSendInput {
+  /** Renders the subject and the text part (no HTML escaping). */
+  engine: Liquid;
+  /** Renders the HTML part; should escape outputs (outputEscape: 'escape'). Defaults to engine. */
+  htmlEngine?: Liquid;
+  template: SendTemplate;
+  from: Mailbox;
+  replyTo?: Mailbox;
+  /** The sending domain: VERP return paths are `b-…@bounceDomain`. */
+  bounceDomain: string;
+  /** App secret (tracking tokens and VERP tags are derived from it). */
+  secret: string | Buffer;
+  /** Base URL of the tracking endpoints, e.g. https://crm.example.com */
+  publicUrl: string;
+  trackOpens: boolean;
+  trackClicks: boolean;
+  /** List-Unsubscribe on every message; oneClick adds List-Unsubscribe-Post (RFC 8058, bulk sends). */
+  listUnsubscribe?: { oneClick: boolean } | false;
+  dkimKeys: readonly DkimKey[];
+  extraHeaders?: Record<string, string>;
+}
+
+type Part = string | { slot: Template[] } | { link: number } | { pixel: true };
+
+export interface PreparedSend {
+  /** Tracked link targets by index: what `/t/c/<token>` of link i redirects to. */
+  readonly links: readonly string[];
+  readonly dkimKeys: readonly DkimKey[];
+  readonly input: Readonly<PrepareSendInput>;
+  readonly skeleton: MessageSkeleton;
+  readonly subject: Part[];
+  readonly html: Part[] | null;
+  readonly text: Part[];
+  /** `${publicUrl}/t/` */
+  readonly base: string;
+}
+
+export interface FastRecipient {
+  /** messages.id (UUID): goes into tracking tokens and the VERP return path. */
+  messageId: string;
+  /** messages.message_id_header */
+  messageIdHeader: string;
+  to: Mailbox;
+  /** Liquid variables for this recipient (record, owner, sender, org…). */
+  scope: Record<string, unknown>;
+}
+
+export type BuiltMessage =
+  | {
+      ok: true;
+      messageId: string;
+      envelope: { from: string; to: string[] };
+      subject: string;
+      raw: Buffer;
+    }
+  | { ok: false; messageId: string; error: string };
+
+// A tracked link or the pixel spot becomes \0<n>\0 / \0P\0 in the source before Liquid parses it.
+// NUL cannot come from a merge value (PostgreSQL text and jsonb cannot hold it), so the markers in
+// rendered output are always ours.
+const MARK = /\u0000(\d+|P)\u0000/g;
+// An <a href="http(s)://…"> whose URL has no Liquid in it (a URL built from merge fields differs per
+// recipient and cannot be resolved from (message, link index) alone, so it is left untracked).
+const LINK = /(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?:\/\/[^"'\s<>]+)\2/gi;
+const CLOSE_BODY = /<\/body\s*>/gi;
+
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+function decodeEntities(s: string): string {
+  return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, e: string) => {
+    if (e[0] === '#') {
+      const n =
+        e[1] === 'x' || e[1] === 'X' ? Number.parseInt(e.slice(2), 16) : Number.parseInt(e.slice(1), 10);
+      return Number.isFinite(n) && n > 0 && n <= 0x10ffff ? String.fromCodePoint(n) : m;
+    }
+    return ENTITIES[e.toLowerCase()] ?? m;
+  });
+}
+
+const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+const crlf = (s: string) => s.replace(/\r\n|\r|\n/g, '\r\n');
+
+function compile(engine: Liquid, source: string): Part[] {
+  const parts: Part[] = [];
+  const push = (p: Part) => {
+    const last = parts[parts.length - 1];
+    if (typeof p === 'string' && typeof last === 'string') parts[parts.length - 1] = last + p;
+    else if (p !== '') parts.push(p);
+  };
+  for (const tpl of engine.parse(source)) {
+    if (tpl.token.kind === TokenKind.HTML) {
+      const str = (tpl as unknown as { str: string }).str;
+      let at = 0;
+      for (const m of str.matchAll(MARK)) {
+        push(str.slice(at, m.index));
+        push(m[1] === 'P' ? { pixel: true } : { link: Number(m[1]) });
+        at = m.index + m[0].length;
+      }
+      push(str.slice(at));
+    } else {
+      push({ slot: [tpl] });
+    }
+  }
+  return parts;
+}
+
+/** Compiles the template and prepares everything that is the same for every recipient. */
+export function prepareSend(input: PrepareSendInput): PreparedSend {
+  const { engine } = input;
+  for (const [k, v] of Object.entries(input.template))
+    if (typeof v === 'string' && v.includes('\u0000'))
+      throw invalid(`the template ${k} contains a NUL character`);
+  const htmlEngine = input.htmlEngine ?? engine;
+  const links: string[] = [];
+  let html: Part[] | null = null;
+  if (input.template.html != null) {
+    let src = crlf(input.template.html);
+    if (input.trackClicks)
+      src = src.replace(LINK, (_m, pre: string, q: string, url: string) => {
+        if (url.includes('{{') || url.includes('{%')) return _m;
+        links.push(decodeEntities(url));
+        return `${pre}${q}\u0000${links.length - 1}\u0000${q}`;
+      });
+    if (input.trackOpens) {
+      let last = -1;
+      for (const m of src.matchAll(CLOSE_BODY)) last = m.index;
+      src = last >= 0 ? `${src.slice(0, last)}\u0000P\u0000${src.slice(last)}` : `${src}\u0000P\u0000`;
+    }
+    html = compile(htmlEngine, src);
+  }
+  const base = `${input.publicUrl.replace(/\/+$/, '')}/t/`;
+  if (!/^https?:\/\/[^\s"<>]+\/t\/$/.test(base)) throw invalid('publicUrl must be an http(s) URL');
+  return {
+    links,
+    dkimKeys: input.dkimKeys,
+    input,
+    skeleton: prepareMessage({
+      from: input.from,
+      replyTo: input.replyTo,
+      extraHeaders: input.extraHeaders,
+      html: html != null,
+    }),
+    subject: compile(engine, input.template.subject),
+    html,
+    text: compile(engine, crlf(input.template.text)),
+    base,
+  };
+}
+
+/** Joins the parts; `mark` gives the URL of link k / the pixel (k = 'P') in HTML, null elsewhere. */
+function render(
+  parts: readonly Part[],
+  engine: Liquid,
+  ctx: Context,
+  mark: ((k: string) => string) | null,
+): string {
+  let out = '';
+  for (const p of parts) {
+    if (typeof p === 'string') out += p;
+    else if ('slot' in p) {
+      const s = engine.renderSync(p.slot, ctx) as string;
+      // a tag's body (an {% if %} around a link) renders our markers; merge values cannot hold NUL
+      out += mark && s.includes('\u0000') ? s.replace(MARK, (_m, k: string) => mark(k)) : s;
+    } else if (mark) out += 'link' in p ? mark(String(p.link)) : mark('P');
+  }
+  return out;
+}
+
+/**
+ * Renders, tracks and builds the raw (unsigned) message of each recipient. A recipient whose merge
+ * fails (a strict-variable error, a subject with a control character…) comes back as ok: false
+ * with the reason; the others are unaffected.
+ */
+export function buildBatch(
+  send: PreparedSend,
+  recipients: readonly FastRecipient[],
+  date = new Date(),
+): BuiltMessage[] {
+  const { input, base } = send;
+  const engine = input.engine;
+  const htmlEngine = input.htmlEngine ?? engine;
+  const escapedBase = escapeAttr(base);
+  const out: BuiltMessage[] = new Array(recipients.length);
+  for (let i = 0; i < recipients.length; i++) {
+    const r = recipients[i];
+    try {
+      const tokens = messageTrackingTokens(input.secret, r.messageId, send.links.length);
+      const ctx = new Context(r.scope, engine.options, { sync: true }, { liquid: engine });
+      // Merge values may not break the Subject header: runs of line breaks and tabs become a space.
+      const subject = render(send.subject, engine, ctx, null)
+        .replace(/[\r\n\t]+/g, ' ')
+        .trim();
+      const text = render(send.text, engine, ctx, null);
+      let html: string | undefined;
+      if (send.html) {
+        const hctx =
+          htmlEngine === engine
+            ? ctx
+            : new Context(r.scope, htmlEngine.options, { sync: true }, { liquid: htmlEngine });
+        const mark = (k: string) =>
+          k === 'P'
+            ? `<img src="${escapedBase}o/${tokens.open}.gif" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+            : `${escapedBase}c/${tokens.clicks[Number(k)]}`;
+        html = render(send.html, htmlEngine, hctx, mark);
+      }
+      const raw = renderMessage(send.skeleton, {
+        to: r.to,
+        subject,
+        text,
+        html,
+        messageIdHeader: r.messageIdHeader,
+        date,
+        listUnsubscribe: input.listUnsubscribe
+          ? { url: `${base}u/${tokens.unsubscribe}`, post: input.listUnsubscribe.oneClick }
+          : undefined,
+      });
+      out[i] = {
+        ok: true,
+        messageId: r.messageId,
+        envelope: { from: verpReturnPath(r.messageId, input.bounceDomain, input.secret), to: [r.to.address] },
+        subject,
+        raw,
+      };
+    } catch (e) {
+      out[i] = { ok: false, messageId: r.messageId, error: e instanceof Error ? e.message : String(e) };
+    }
+  }
+  return out;
+}
+
+/** DKIM-signs the built messages in the pool (in place: raw gets its signature prepended). */
+export async function signBatch(
+  pool: SignPool,
+  send: PreparedSend,
+  built: BuiltMessage[],
+): Promise<BuiltMessage[]> {
+  if (!send.dkimKeys.length) return built;
+  const ok = built.filter((b): b is Extract<BuiltMessage, { ok: true }> => b.ok);
+  const signed = await pool.signMessages(
+    send.dkimKeys,
+    ok.map((b) => b.raw),
+  );
+  for (let i = 0; i < ok.length; i++) ok[i].raw = signed[i];
+  return built;
+}
