@@ -89,6 +89,7 @@ export type BuiltMessage =
 // A tracked link or the pixel spot becomes \0<n>\0 / \0P\0 in the source before Liquid parses it.
 // NUL cannot come from a merge value (PostgreSQL text and jsonb cannot hold it), so the markers in
 // rendered output are always ours.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is the marker, on purpose
 const MARK = /\u0000(\d+|P)\u0000/g;
 // An <a href="http(s)://…"> whose URL has no Liquid in it (a URL built from merge fields differs per
 // recipient and cannot be resolved from (message, link index) alone, so it is left untracked).
