@@ -1,0 +1,80 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Deps } from '../../deps.ts';
+import {
+  createAutoresponder,
+  createWorkflowRule,
+  deleteAutomation,
+  listAutomations,
+  setAutomationActive,
+} from '../../sending/automation.service.ts';
+import { actorOf } from '../auth.ts';
+
+const choice = z
+  .object({ kind: z.enum(['user', 'org_address', 'owner', 'template']), orgAddressId: z.uuid().optional() })
+  .strict();
+const kindParams = z.object({ kind: z.enum(['autoresponder', 'workflow']), id: z.uuid() });
+
+// Admin settings for autoresponders (F3.9) and workflow email rules (F3.10).
+export function automationRoutes(app: FastifyInstance, deps: Deps) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const tags = ['automation'];
+  r.get('/api/automations', { schema: { tags } }, async (req) => listAutomations(deps, actorOf(req)));
+  r.post(
+    '/api/automations/autoresponders',
+    {
+      schema: {
+        tags,
+        body: z
+          .object({
+            module: z.string().max(60),
+            name: z.string().max(200),
+            templateId: z.uuid(),
+            criteria: z.unknown().optional(),
+            anchorField: z.string().max(60).optional(),
+            days: z.number().int(),
+            from: choice,
+            active: z.boolean().optional(),
+          })
+          .strict(),
+      },
+    },
+    async (req, reply) => reply.status(201).send(await createAutoresponder(deps, actorOf(req), req.body)),
+  );
+  r.post(
+    '/api/automations/workflow-rules',
+    {
+      schema: {
+        tags,
+        body: z
+          .object({
+            module: z.string().max(60),
+            name: z.string().max(200),
+            onCreate: z.boolean(),
+            onEdit: z.boolean(),
+            criteria: z.unknown().optional(),
+            templateId: z.uuid(),
+            toRecord: z.boolean(),
+            toUserIds: z.array(z.uuid()).max(50).optional(),
+            from: choice,
+            active: z.boolean().optional(),
+          })
+          .strict(),
+      },
+    },
+    async (req, reply) => reply.status(201).send(await createWorkflowRule(deps, actorOf(req), req.body)),
+  );
+  r.post(
+    '/api/automations/:kind/:id/active',
+    { schema: { tags, params: kindParams, body: z.object({ active: z.boolean() }) } },
+    async (req, reply) => {
+      await setAutomationActive(deps, actorOf(req), req.params.kind, req.params.id, req.body.active);
+      return reply.status(204).send();
+    },
+  );
+  r.delete('/api/automations/:kind/:id', { schema: { tags, params: kindParams } }, async (req, reply) => {
+    await deleteAutomation(deps, actorOf(req), req.params.kind, req.params.id);
+    return reply.status(204).send();
+  });
+}
