@@ -1,6 +1,7 @@
 import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
+import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 
 export const PURGE_SESSIONS = 'crm.purge-sessions';
 
@@ -29,5 +30,14 @@ export async function startWorker(
     const n = await purgeExpiredSessions(deps);
     deps.log.info({ purged: n }, 'expired sessions purged');
   });
-  return { boss, stop: () => boss.stop({ graceful: true, timeout: 10_000 }) };
+  // Email delivery: its own loop, woken by NOTIFY (wakeDelivery) and polling for retries.
+  const delivery = startDeliveryWorker(deps, { connectionString, isStopping });
+  return {
+    boss,
+    delivery,
+    stop: async () => {
+      await delivery.stop();
+      await boss.stop({ graceful: true, timeout: 10_000 });
+    },
+  };
 }

@@ -86,6 +86,18 @@ describe('Semaphore', () => {
     r4();
     expect(s.inUse).toBe(0);
   });
+
+  it('acquireWithin times out without taking a slot', async () => {
+    const s = new Semaphore(1);
+    const r1 = await s.acquireWithin(0);
+    expect(r1).not.toBeNull();
+    expect(await s.acquireWithin(5)).toBeNull();
+    expect(s.waiting).toBe(0);
+    const later = s.acquireWithin(1000);
+    r1?.();
+    expect(await later).not.toBeNull();
+    expect(s.inUse).toBe(1);
+  });
 });
 
 describe('DeliveryLimiter', () => {
@@ -116,20 +128,35 @@ describe('DeliveryLimiter', () => {
     expect(l.limitKey('com')).toBeUndefined();
   });
 
-  it('caps concurrent sends per domain', async () => {
-    const l = new DeliveryLimiter({ perSecond: 100, domains: { 'gmail.com': { connections: 1 } } });
-    const a = await l.acquireSlot('gmail.com');
+  it('caps concurrent sends per domain and per relay, and gives up after the timeout', async () => {
+    const l = new DeliveryLimiter({
+      perSecond: 100,
+      maxConnections: 2,
+      domains: { 'gmail.com': { connections: 1 } },
+    });
+    const a = await l.acquireSlots('gmail.com', 1000);
+    expect(a).not.toBeNull();
     let second = false;
-    const b = l.acquireSlot('gmail.com').then((r) => {
+    const b = l.acquireSlots('gmail.com', 1000).then((r) => {
       second = true;
       return r;
     });
-    const other = await l.acquireSlot('example.org'); // no limit there
+    const other = await l.acquireSlots('example.org', 1000); // no domain limit there; 2nd relay slot
+    expect(other).not.toBeNull();
     await new Promise((r) => setTimeout(r, 5));
     expect(second).toBe(false);
-    a();
-    (await b)();
+    // the relay is full (2 of 2): a third domain times out, holding nothing
+    expect(await l.acquireSlots('example.net', 10)).toBeNull();
+    a?.();
+    const bRelease = await b;
     expect(second).toBe(true);
-    other();
+    expect(bRelease).not.toBeNull();
+    // gmail's slot is taken by b: a gmail send times out and leaves the relay slots as they were
+    expect(await l.acquireSlots('gmail.com', 10)).toBeNull();
+    other?.();
+    bRelease?.();
+    const c = await l.acquireSlots('gmail.com', 0);
+    const d = await l.acquireSlots('example.net', 0);
+    expect(c && d).toBeTruthy();
   });
 });

@@ -68,6 +68,29 @@ export class Semaphore {
     return new Promise((resolve) => this.waiters.push(() => resolve(this.releaser())));
   }
 
+  /** Like acquire, but gives up after `timeoutMs`: resolves with null, holding nothing. */
+  acquireWithin(timeoutMs: number): Promise<(() => void) | null> {
+    if (this.active < this.max) {
+      this.active++;
+      return Promise.resolve(this.releaser());
+    }
+    return new Promise((resolve) => {
+      const waiter = () => {
+        clearTimeout(timer);
+        resolve(this.releaser());
+      };
+      const timer = setTimeout(
+        () => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve(null);
+        },
+        Math.max(0, timeoutMs),
+      );
+      this.waiters.push(waiter);
+    });
+  }
+
   private releaser(): () => void {
     let done = false;
     return () => {
@@ -91,6 +114,8 @@ export interface DomainLimit {
 export interface LimitSettings {
   /** Messages per second through the relay. */
   perSecond: number;
+  /** Concurrent sends through the relay (its pool's connections); unlimited when absent. */
+  maxConnections?: number;
   /** By receiving domain (lowercase ASCII); an entry also covers the domain's subdomains. */
   domains: Record<string, DomainLimit>;
 }
@@ -103,6 +128,7 @@ interface DomainState {
 /** All the limits of one relay, shared by every delivery through it in this process. */
 export class DeliveryLimiter {
   private readonly relayRate: RateLimit;
+  private readonly relaySlots?: Semaphore;
   private readonly domains = new Map<string, DomainState>();
 
   constructor(
@@ -110,6 +136,7 @@ export class DeliveryLimiter {
     private readonly clock: TickClock = monotonicClock,
   ) {
     this.relayRate = new RateLimit(settings.perSecond);
+    if (settings.maxConnections) this.relaySlots = new Semaphore(settings.maxConnections);
   }
 
   /** The configured entry that covers `domain` (itself or its closest parent), if any. */
@@ -152,10 +179,27 @@ export class DeliveryLimiter {
     return { delayMs: at - now };
   }
 
-  /** Waits for a concurrent-send slot of the domain (immediate when it has no such limit). */
-  async acquireSlot(domain: string): Promise<() => void> {
+  /**
+   * Waits for a concurrent-send slot of the domain, then one of the relay (always in that order, so
+   * waiters never deadlock). Resolves with null, holding nothing, when both are not had within
+   * `timeoutMs`: the caller puts the message back in the queue rather than hold it while claimed.
+   */
+  async acquireSlots(domain: string, timeoutMs: number): Promise<(() => void) | null> {
+    const start = this.clock.now();
     const key = this.limitKey(domain);
-    const slots = key ? this.domainState(key).slots : undefined;
-    return slots ? slots.acquire() : () => {};
+    const domainSlots = key ? this.domainState(key).slots : undefined;
+    const releaseDomain = domainSlots ? await domainSlots.acquireWithin(timeoutMs) : () => {};
+    if (!releaseDomain) return null;
+    if (!this.relaySlots) return releaseDomain;
+    const left = timeoutMs - (this.clock.now() - start);
+    const releaseRelay = await this.relaySlots.acquireWithin(left);
+    if (!releaseRelay) {
+      releaseDomain();
+      return null;
+    }
+    return () => {
+      releaseRelay();
+      releaseDomain();
+    };
   }
 }

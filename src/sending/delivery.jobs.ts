@@ -1,0 +1,140 @@
+// The delivery worker: loops over deliverDue when woken (NOTIFY on DELIVERY_CHANNEL, sent by
+// wakeDelivery after messages are queued) and every few seconds for retries that came due; marks
+// messages of dead workers unknown once a minute. Any number of processes may run it: claims use
+// SKIP LOCKED and the recovery is one idempotent UPDATE.
+import pg from 'pg';
+import type { Deps } from '../deps.ts';
+import {
+  closeSignPool,
+  DELIVERY_CHANNEL,
+  type DeliveryRenderer,
+  deliverDue,
+  recoverStuck,
+} from './delivery.ts';
+import { closeRelayTransports } from './transport.ts';
+
+export interface DeliveryWorkerOptions {
+  connectionString: string;
+  /** Look for due messages at least this often (retries, a missed NOTIFY). */
+  pollMs?: number;
+  /** Messages claimed per deliverDue call. */
+  batchSize?: number;
+  /** deliverDue loops running at once in this process (one batch can wait on SMTP while another is claimed). */
+  loops?: number;
+  recoverEveryMs?: number;
+  render?: DeliveryRenderer;
+  /** Only this org's messages (tests share one database). */
+  orgId?: string;
+  isStopping?: () => boolean;
+}
+
+export interface DeliveryWorker {
+  /** Runs deliverDue soon (what a NOTIFY does). */
+  wake(): void;
+  /** Finishes the batches in flight, then closes connections and signing threads. */
+  stop(): Promise<void>;
+}
+
+export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): DeliveryWorker {
+  const pollMs = opts.pollMs ?? 5000;
+  const batchSize = opts.batchSize ?? 500;
+  const loops = Math.max(1, opts.loops ?? 2);
+  let stopped = false;
+  let wakeups: (() => void)[] = [];
+  let woken = false;
+
+  const wake = () => {
+    woken = true;
+    const w = wakeups;
+    wakeups = [];
+    for (const f of w) f();
+  };
+
+  const idle = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (woken || stopped) {
+        woken = false;
+        resolve();
+        return;
+      }
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      wakeups.push(done);
+    });
+
+  async function loop() {
+    while (!stopped) {
+      let full = false;
+      try {
+        const c = await deliverDue(deps, { limit: batchSize, render: opts.render, orgId: opts.orgId });
+        full = c.claimed >= batchSize;
+        if (c.claimed) deps.log.debug({ delivery: c }, 'delivery batch');
+      } catch (err) {
+        if (!opts.isStopping?.()) deps.log.error({ err }, 'delivery batch failed');
+      }
+      if (!full) await idle(pollMs); // a full batch means more are due: go on at once
+      woken = false;
+    }
+  }
+
+  // LISTEN on a connection of its own; re-established after a loss (polling covers the gap).
+  let listener: pg.Client | null = null;
+  let relisten: NodeJS.Timeout | null = null;
+  async function listen() {
+    if (stopped) return;
+    const client = new pg.Client({ connectionString: opts.connectionString });
+    client.on('notification', (n) => {
+      if (n.channel === DELIVERY_CHANNEL) wake();
+    });
+    client.on('error', (err) => {
+      if (!stopped && !opts.isStopping?.())
+        deps.log.warn({ err: { message: err.message } }, 'delivery LISTEN connection lost');
+      client.end().catch(() => {});
+      if (listener === client) listener = null;
+      if (!stopped) relisten = setTimeout(() => void listen(), 2000);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${DELIVERY_CHANNEL}`);
+      listener = client;
+      wake(); // anything queued while not listening
+    } catch (err) {
+      client.end().catch(() => {});
+      if (!stopped) {
+        deps.log.warn({ err: { message: (err as Error).message } }, 'delivery LISTEN failed; retrying');
+        relisten = setTimeout(() => void listen(), 2000);
+      }
+    }
+  }
+  void listen();
+
+  const recoverTimer = setInterval(() => {
+    recoverStuck(deps)
+      .then(
+        (n) => n && deps.log.warn({ count: n }, 'messages left sending by a stopped worker marked unknown'),
+      )
+      .catch((err) => {
+        if (!opts.isStopping?.()) deps.log.error({ err }, 'delivery recovery failed');
+      });
+  }, opts.recoverEveryMs ?? 60_000);
+  recoverTimer.unref();
+
+  const running = Array.from({ length: loops }, () => loop());
+
+  return {
+    wake,
+    async stop() {
+      stopped = true;
+      clearInterval(recoverTimer);
+      if (relisten) clearTimeout(relisten);
+      wake();
+      await Promise.all(running);
+      await listener?.end().catch(() => {});
+      closeRelayTransports(deps);
+      await closeSignPool(deps);
+    },
+  };
+}

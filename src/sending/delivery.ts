@@ -1,0 +1,685 @@
+// The delivery queue over the `messages` table (F3.8). deliverDue claims due rows in one statement
+// (FOR UPDATE SKIP LOCKED: any number of workers), builds each raw message (MIME, DKIM with the
+// org's keys, VERP return path, the Message-ID stored on the row), sends it through the org's relay
+// or stores it in the local outbox, and records the outcomes in batched statements.
+//
+// States (0002_email.sql): queued → sending → sent | failed | deferred (→ sending again) | unknown.
+//   2xx                                   → sent
+//   5xx to MAIL FROM / RCPT TO / DATA / . → failed at once, with the reply
+//   4xx, or no reply before the message   → deferred; retried after 1 min × 2^(attempts−1) (capped at
+//     was sent (refused, dropped, timeout)   1 h, ±20 % jitter) until expires_at, then failed
+//   no reply after the whole message      → unknown: it may have been delivered, never re-sent
+//   still 'sending' after STUCK_AFTER_MS  → unknown (the worker died), by recoverStuck
+// A claimed message that could not start within RESERVE_HORIZON_MS (rate or connection limits) is
+// released unattempted: back to its previous status, due again when the limit allows.
+import { randomUUID } from 'node:crypto';
+import { convert as htmlToText } from 'html-to-text';
+import { sql } from 'kysely';
+import { type Actor, requireAdmin } from '../crm/index.ts';
+import type { Db } from '../db/pool.ts';
+import type { MessageKind, MessageStatus } from '../db/schema.ts';
+import type { Deps } from '../deps.ts';
+import { invalid, notFound } from '../errors.ts';
+import { addressDomain, mailbox, normaliseAddress, parseAddress } from './address.ts';
+import { type DkimKey, dkimSign } from './dkim.ts';
+import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
+import { buildMessage, type ListUnsubscribe } from './mime.ts';
+import { storeInOutbox } from './outbox.ts';
+import { loadRelays, type RelaySettings } from './relays.ts';
+import { createSignPool, type SignPool } from './sign-pool.ts';
+import {
+  type Envelope,
+  type RelayTransport,
+  relayTransport,
+  type SendOutcome,
+  sendOnce,
+} from './transport.ts';
+import { newMessageIdHeader, verpReturnPath } from './verp.ts';
+
+/** The LISTEN/NOTIFY channel that wakes the delivery workers. */
+export const DELIVERY_CHANNEL = 'parley_delivery';
+/** A message this long in 'sending' belongs to a worker that died: it becomes unknown. */
+export const STUCK_AFTER_MS = 10 * 60_000;
+/** How long a claimed message may wait for its rate or connection slot before it is put back. */
+export const RESERVE_HORIZON_MS = 10_000;
+const BACKOFF_BASE_MS = 60_000;
+const BACKOFF_CAP_MS = 60 * 60_000;
+const DEFAULT_BATCH = 500;
+/** Results are written every this many messages (or FLUSH_AFTER_MS after the first unwritten one). */
+const FLUSH_EVERY = 200;
+const FLUSH_AFTER_MS = 250;
+/** Batches of at least this many signed messages go to the worker-thread pool; fewer are signed inline. */
+const POOL_MIN = 32;
+
+export interface DeliveryCounts {
+  claimed: number;
+  sent: number;
+  deferred: number;
+  failed: number;
+  unknown: number;
+  /** Put back unattempted (limits, nothing to render with). */
+  released: number;
+}
+
+/** A claimed row, as deliverDue sees it. */
+export interface DueMessage {
+  id: string;
+  org_id: string;
+  kind: MessageKind;
+  module_id: string | null;
+  record_id: string | null;
+  template_id: string | null;
+  template_version: number | null;
+  mass_email_id: string | null;
+  sender_id: string | null;
+  from_address: string;
+  from_name: string | null;
+  reply_to: string | null;
+  to_address: string;
+  to_name: string | null;
+  subject: string;
+  html: string | null;
+  text: string | null;
+  message_id_header: string;
+  attempts: number;
+  expires_at: Date;
+  claimed_at: Date;
+  created_at: Date;
+  prev_status: MessageStatus;
+}
+
+/** What a renderer supplies for a row queued without its content (mass sends render at delivery). */
+export interface RenderedParts {
+  subject: string;
+  text: string;
+  html?: string | null;
+  listUnsubscribe?: ListUnsubscribe;
+  extraHeaders?: Record<string, string>;
+}
+
+/** Renders rows whose html and text are both NULL; an Error fails that message permanently. */
+export type DeliveryRenderer = (
+  deps: Deps,
+  rows: DueMessage[],
+) => Promise<Map<string, RenderedParts | Error>>;
+
+export interface DeliverOptions {
+  /** Rows claimed at most (default 500). */
+  limit?: number;
+  /** Only this org's messages (tests, or a per-org drain). */
+  orgId?: string;
+  render?: DeliveryRenderer;
+  /** For the backoff jitter; Math.random by default. */
+  random?: () => number;
+}
+
+/** When a message queued now stops being retried (PARLEY_DELIVERY_LIFETIME_HOURS after `from`). */
+export function deliveryExpiresAt(deps: Pick<Deps, 'config' | 'clock'>, from: Date = deps.clock.now()): Date {
+  const hours = deps.config.deliveryLifetimeHours ?? 96;
+  return new Date(from.getTime() + hours * 3_600_000);
+}
+
+/**
+ * Wakes the delivery workers (NOTIFY). Pass the transaction that queued the messages: the
+ * notification is sent when it commits, so workers never look before the rows are visible.
+ */
+export async function wakeDelivery(deps: Pick<Deps, 'db'>, db: Db = deps.db, orgId = ''): Promise<void> {
+  await sql`SELECT pg_notify(${DELIVERY_CHANNEL}, ${orgId})`.execute(db);
+}
+
+/** The delay before the next attempt after `attempts` attempts (≥ 1): exponential, capped, jittered. */
+export function retryDelayMs(attempts: number, random: () => number = Math.random): number {
+  const base = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, attempts - 1));
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-process resources: the DKIM signing pool (transports are cached in transport.ts)
+
+const signPools = new WeakMap<object, SignPool>();
+
+function signPoolFor(deps: Pick<Deps, 'db'>): SignPool {
+  let pool = signPools.get(deps.db);
+  if (!pool) {
+    pool = createSignPool();
+    signPools.set(deps.db, pool);
+  }
+  return pool;
+}
+
+/** Closes what delivery keeps open in this process (signing threads). Transports: closeRelayTransports. */
+export async function closeSignPool(deps: Pick<Deps, 'db'>): Promise<void> {
+  const pool = signPools.get(deps.db);
+  signPools.delete(deps.db);
+  await pool?.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claim and record
+
+async function claim(deps: Deps, now: Date, limit: number, orgId?: string): Promise<DueMessage[]> {
+  const r = await sql<DueMessage>`
+    WITH due AS (
+      SELECT id, status FROM messages
+      WHERE status IN ('queued', 'deferred') AND next_attempt_at <= ${now}
+        ${orgId ? sql`AND org_id = ${orgId}` : sql``}
+      ORDER BY next_attempt_at
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE messages m SET status = 'sending', claimed_at = ${now}, updated_at = ${now}
+    FROM due WHERE m.id = due.id
+    RETURNING m.id, m.org_id, m.kind, m.module_id, m.record_id, m.template_id, m.template_version,
+      m.mass_email_id, m.sender_id, m.from_address, m.from_name, m.reply_to, m.to_address, m.to_name,
+      m.subject, m.html, m.text, m.message_id_header, m.attempts, m.expires_at, m.claimed_at,
+      m.created_at, due.status AS prev_status`.execute(deps.db);
+  return r.rows;
+}
+
+interface Row {
+  id: string;
+  claimedAt: Date;
+  status: MessageStatus;
+  attempted: boolean;
+  nextAttemptAt: Date | null;
+  /** false: keep the row's last reply (a release carries none). */
+  setReply: boolean;
+  code: number | null;
+  response: string | null;
+  sentAt: Date | null;
+  transport: 'relay' | 'outbox' | null;
+}
+
+/** Collects outcomes and writes them in batches: one UPDATE … FROM unnest per flush. */
+class ResultWriter {
+  readonly counts: DeliveryCounts;
+  private pending: Row[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private error: unknown = null;
+
+  constructor(
+    private readonly deps: Deps,
+    private readonly random: () => number,
+    claimed: number,
+  ) {
+    this.counts = { claimed, sent: 0, deferred: 0, failed: 0, unknown: 0, released: 0 };
+  }
+
+  /** Records an attempt's outcome, turning a deferral past expires_at into a failure. */
+  outcome(m: DueMessage, o: SendOutcome, transport: 'relay' | 'outbox' | null) {
+    const now = this.deps.clock.now();
+    const attempts = m.attempts + 1;
+    let status: MessageStatus = o.status;
+    let response = o.response;
+    let next: Date | null = null;
+    if (o.status === 'deferred') {
+      if (now.getTime() >= m.expires_at.getTime()) {
+        status = 'failed';
+        response = `gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} (the retry lifetime ended); last reply: ${o.response}`;
+      } else {
+        next = new Date(
+          Math.min(now.getTime() + retryDelayMs(attempts, this.random), m.expires_at.getTime()),
+        );
+      }
+    }
+    this.counts[status as 'sent' | 'deferred' | 'failed' | 'unknown']++;
+    this.push({
+      id: m.id,
+      claimedAt: m.claimed_at,
+      status,
+      attempted: true,
+      nextAttemptAt: next,
+      setReply: true,
+      code: o.code,
+      response,
+      sentAt: status === 'sent' ? now : null,
+      transport,
+    });
+  }
+
+  /** Puts a message back unattempted, due again in `retryInMs`. */
+  release(m: DueMessage, retryInMs: number) {
+    this.counts.released++;
+    this.push({
+      id: m.id,
+      claimedAt: m.claimed_at,
+      status: m.prev_status,
+      attempted: false,
+      nextAttemptAt: new Date(this.deps.clock.now().getTime() + Math.max(0, retryInMs)),
+      setReply: false,
+      code: null,
+      response: null,
+      sentAt: null,
+      transport: null,
+    });
+  }
+
+  private push(r: Row) {
+    this.pending.push(r);
+    if (this.pending.length >= FLUSH_EVERY) this.flushSoon(0);
+    else if (!this.timer) this.flushSoon(FLUSH_AFTER_MS);
+  }
+
+  private flushSoon(ms: number) {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (ms === 0) {
+      this.enqueueFlush();
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.enqueueFlush();
+    }, ms);
+  }
+
+  private enqueueFlush() {
+    const rows = this.pending;
+    this.pending = [];
+    if (!rows.length) return;
+    this.chain = this.chain
+      .then(() => writeResults(this.deps, rows))
+      .catch((e) => {
+        this.error ??= e;
+      });
+  }
+
+  /** Writes everything still pending; throws if any write failed. */
+  async close(): Promise<DeliveryCounts> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.enqueueFlush();
+    await this.chain;
+    if (this.error) throw this.error;
+    return this.counts;
+  }
+}
+
+async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
+  const now = deps.clock.now();
+  try {
+    // Guarded by claimed_at (this claim) and status: a row recoverStuck already called unknown still
+    // gets its real outcome; a row claimed again since is not touched.
+    await sql`
+      UPDATE messages m SET
+        status = v.status,
+        attempts = m.attempts + CASE WHEN v.attempted THEN 1 ELSE 0 END,
+        next_attempt_at = coalesce(v.next_attempt_at, m.next_attempt_at),
+        smtp_code = CASE WHEN v.set_reply THEN v.code ELSE m.smtp_code END,
+        smtp_response = CASE WHEN v.set_reply THEN v.response ELSE m.smtp_response END,
+        sent_at = coalesce(v.sent_at, m.sent_at),
+        transport = coalesce(v.transport, m.transport),
+        updated_at = ${now}
+      FROM unnest(
+        ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.claimedAt.toISOString())}::timestamptz[],
+        ${rows.map((r) => r.status)}::text[], ${rows.map((r) => r.attempted)}::boolean[],
+        ${rows.map((r) => r.nextAttemptAt?.toISOString() ?? null)}::timestamptz[],
+        ${rows.map((r) => r.setReply)}::boolean[], ${rows.map((r) => r.code)}::int[],
+        ${rows.map((r) => r.response)}::text[], ${rows.map((r) => r.sentAt?.toISOString() ?? null)}::timestamptz[],
+        ${rows.map((r) => r.transport)}::text[]
+      ) AS v(id, claimed_at, status, attempted, next_attempt_at, set_reply, code, response, sent_at, transport)
+      WHERE m.id = v.id AND m.claimed_at = v.claimed_at AND m.status IN ('sending', 'unknown')`.execute(
+      deps.db,
+    );
+  } catch (e) {
+    if (tries <= 1) throw e;
+    deps.log.warn({ err: e }, 'recording delivery results failed; retrying');
+    await new Promise((r) => setTimeout(r, 500));
+    return writeResults(deps, rows, tries - 1);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building messages
+
+interface Prepared {
+  m: DueMessage;
+  raw: Buffer;
+  keys: readonly DkimKey[];
+  envelope: Envelope;
+  relay?: RelayTransport;
+}
+
+function contentOf(m: DueMessage, rendered: RenderedParts | undefined): RenderedParts {
+  if (rendered) return rendered;
+  const html = m.html;
+  // Every message has a text alternative; templates store one, a bare HTML row gets one made here.
+  const text = m.text ?? (html ? htmlToText(html, { wordwrap: 78 }) : '');
+  return { subject: m.subject, text, html };
+}
+
+/** The raw message (unsigned) and its envelope. Throws validation errors for unusable rows. */
+export function composeMessage(
+  deps: Pick<Deps, 'config' | 'clock'>,
+  m: Pick<
+    DueMessage,
+    | 'id'
+    | 'kind'
+    | 'from_address'
+    | 'from_name'
+    | 'reply_to'
+    | 'to_address'
+    | 'to_name'
+    | 'message_id_header'
+    | 'created_at'
+  >,
+  content: RenderedParts,
+  sendingDomain: string | null,
+): { raw: Buffer; envelope: Envelope } {
+  const from = mailbox(m.from_address, m.from_name, 'from');
+  const to = mailbox(m.to_address, m.to_name, 'to');
+  if (!deps.config.secret) throw new Error('no app secret: VERP return paths cannot be signed');
+  const raw = buildMessage({
+    from,
+    replyTo: m.reply_to ? parseAddress(m.reply_to, 'replyTo') : undefined,
+    to,
+    subject: content.subject,
+    text: content.text,
+    html: content.html ?? undefined,
+    messageIdHeader: m.message_id_header,
+    // A scheduled (mass) send is dated when it goes out; one written by a person when it was written.
+    date: m.kind === 'mass' ? deps.clock.now() : m.created_at,
+    listUnsubscribe: content.listUnsubscribe,
+    extraHeaders: content.extraHeaders,
+  });
+  const envelope = {
+    from: verpReturnPath(m.id, sendingDomain ?? addressDomain(from.address), deps.config.secret),
+    to: normaliseAddress(to.address, 'to'),
+  };
+  return { raw, envelope };
+}
+
+/** Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages. */
+async function signAll(deps: Deps, items: Prepared[]): Promise<void> {
+  const groups = new Map<readonly DkimKey[], Prepared[]>();
+  for (const p of items) {
+    if (!p.keys.length) continue;
+    const g = groups.get(p.keys) ?? [];
+    g.push(p);
+    groups.set(p.keys, g);
+  }
+  await Promise.all(
+    [...groups].map(async ([keys, group]) => {
+      if (group.length >= POOL_MIN) {
+        const signed = await signPoolFor(deps).signMessages(
+          keys,
+          group.map((p) => p.raw),
+        );
+        group.forEach((p, i) => {
+          p.raw = signed[i];
+        });
+      } else {
+        for (const p of group) p.raw = dkimSign(p.raw, keys);
+      }
+    }),
+  );
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// The queue
+
+/**
+ * Claims up to `limit` due messages and delivers them; returns what happened to them. Safe to run
+ * in any number of workers at once.
+ */
+export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise<DeliveryCounts> {
+  const limit = Math.max(1, Math.min(opts.limit ?? DEFAULT_BATCH, 5000));
+  const rows = await claim(deps, deps.clock.now(), limit, opts.orgId);
+  const results = new ResultWriter(deps, opts.random ?? Math.random, rows.length);
+  if (!rows.length) return results.close();
+
+  const orgIds = [...new Set(rows.map((r) => r.org_id))];
+  let relays: Map<string, RelaySettings>;
+  let keys: Map<string, OrgSigningKeys | Error>;
+  try {
+    [relays, keys] = await Promise.all([loadRelays(deps, orgIds), loadSigningKeys(deps, orgIds)]);
+  } catch (e) {
+    // Nothing was attempted: put everything back for a little later.
+    deps.log.error({ err: e }, 'delivery: loading relays or DKIM keys failed');
+    for (const m of rows) results.release(m, 30_000);
+    return results.close();
+  }
+
+  // Rows queued without content are rendered now (mass sends); without a renderer they wait.
+  const unrendered = rows.filter((m) => m.html == null && m.text == null);
+  let rendered = new Map<string, RenderedParts | Error>();
+  if (unrendered.length) {
+    if (opts.render) {
+      try {
+        rendered = await opts.render(deps, unrendered);
+      } catch (e) {
+        deps.log.error({ err: e }, 'delivery: rendering failed');
+        for (const m of unrendered)
+          rendered.set(m.id, new Error(`rendering failed: ${(e as Error).message}`));
+      }
+    } else {
+      deps.log.warn({ count: unrendered.length }, 'delivery: messages need rendering but no renderer is set');
+    }
+  }
+
+  const outboxItems: Prepared[] = [];
+  const relayItems: Prepared[] = [];
+  for (const m of rows) {
+    const relay = relays.get(m.org_id);
+    const orgKeys = keys.get(m.org_id);
+    if (orgKeys instanceof Error) {
+      results.outcome(m, { status: 'deferred', code: null, response: orgKeys.message }, null);
+      continue;
+    }
+    let content: RenderedParts | undefined;
+    if (m.html == null && m.text == null) {
+      const r = rendered.get(m.id);
+      if (!r) {
+        results.release(m, 60_000);
+        continue;
+      }
+      if (r instanceof Error) {
+        results.outcome(
+          m,
+          { status: 'failed', code: null, response: `could not render: ${r.message}` },
+          null,
+        );
+        continue;
+      }
+      content = r;
+    }
+    let prepared: Prepared;
+    try {
+      const sendingDomain = relay?.sendingDomain ?? null;
+      const { raw, envelope } = composeMessage(deps, m, contentOf(m, content), sendingDomain);
+      const fromDomain = addressDomain(normaliseAddress(m.from_address, 'from'));
+      prepared = { m, raw, envelope, keys: keysFor(orgKeys, fromDomain, sendingDomain) };
+    } catch (e) {
+      // Bad data never gets better by waiting: the message fails with the reason.
+      results.outcome(
+        m,
+        { status: 'failed', code: null, response: `could not build the message: ${(e as Error).message}` },
+        null,
+      );
+      continue;
+    }
+    if (!relay) {
+      outboxItems.push(prepared);
+      continue;
+    }
+    try {
+      prepared.relay = relayTransport(deps, relay);
+    } catch (e) {
+      results.outcome(
+        m,
+        { status: 'deferred', code: null, response: `the relay cannot be used: ${(e as Error).message}` },
+        'relay',
+      );
+      continue;
+    }
+    relayItems.push(prepared);
+  }
+
+  try {
+    await signAll(deps, [...outboxItems, ...relayItems]);
+  } catch (e) {
+    deps.log.error({ err: e }, 'delivery: DKIM signing failed');
+    for (const p of [...outboxItems, ...relayItems]) results.release(p.m, 30_000);
+    return results.close();
+  }
+
+  if (outboxItems.length) {
+    await storeInOutbox(
+      deps.db,
+      outboxItems.map((p) => ({ messageId: p.m.id, orgId: p.m.org_id, raw: p.raw })),
+      deps.clock.now(),
+    );
+    for (const p of outboxItems)
+      results.outcome(
+        p.m,
+        { status: 'sent', code: null, response: 'stored in the local outbox (no SMTP relay is set up)' },
+        'outbox',
+      );
+  }
+
+  await Promise.all(relayItems.map((p) => sendThroughRelay(p, results)));
+  return results.close();
+}
+
+async function sendThroughRelay(p: Prepared, results: ResultWriter): Promise<void> {
+  const relay = p.relay as RelayTransport;
+  const domain = addressDomain(p.envelope.to);
+  // reserve() runs synchronously for every message in claim order, before any of them awaits.
+  const slot = relay.limiter.reserve(domain, RESERVE_HORIZON_MS);
+  if (slot.delayMs === null) {
+    results.release(p.m, slot.retryInMs);
+    return;
+  }
+  if (slot.delayMs > 0) await sleep(slot.delayMs);
+  const release = await relay.limiter.acquireSlots(domain, RESERVE_HORIZON_MS - slot.delayMs);
+  if (!release) {
+    results.release(p.m, 1000);
+    return;
+  }
+  try {
+    results.outcome(p.m, await relay.send(p.envelope, p.raw), 'relay');
+  } finally {
+    release();
+  }
+}
+
+/** Marks messages left in 'sending' by a worker that died as unknown; returns how many. */
+export async function recoverStuck(deps: Deps, olderThanMs = STUCK_AFTER_MS): Promise<number> {
+  const now = deps.clock.now();
+  const r = await deps.db
+    .updateTable('messages')
+    .set({
+      status: 'unknown',
+      smtp_response:
+        'the worker sending this message stopped before recording the result: it may or may not have been delivered',
+      updated_at: now,
+    })
+    .where('status', '=', 'sending')
+    .where('claimed_at', '<', new Date(now.getTime() - olderThanMs))
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// "Send test email"
+
+export interface TestSendResult {
+  ok: boolean;
+  status: 'sent' | 'failed' | 'unknown';
+  code: number | null;
+  response: string;
+  error?: { code?: string; command?: string };
+  messageId: string;
+  envelope: Envelope;
+  dkim: { domain: string; selector: string; algorithm: string }[];
+}
+
+/**
+ * Sends a short message through the org's relay now, over a fresh connection, and reports the
+ * server's reply or the error. Recorded as a 'test' message; a 4xx is reported, not retried.
+ */
+export async function sendTestEmail(
+  deps: Deps,
+  actor: Actor,
+  input: { to: string },
+): Promise<TestSendResult> {
+  requireAdmin(actor);
+  const to = normaliseAddress(input.to, 'to');
+  const relay = (await loadRelays(deps, [actor.orgId])).get(actor.orgId);
+  if (!relay)
+    throw invalid('No SMTP relay is set up: messages go to the local outbox. Save the relay settings first.');
+  const user = await deps.db
+    .selectFrom('users')
+    .select(['email', 'name'])
+    .where('id', '=', actor.userId)
+    .where('org_id', '=', actor.orgId)
+    .executeTakeFirst();
+  if (!user) throw notFound('User');
+  const fromDomain = addressDomain(normaliseAddress(user.email, 'from'));
+  const sendingDomain = relay.sendingDomain ?? fromDomain;
+  const now = deps.clock.now();
+  const id = randomUUID();
+  const subject = 'Parley test email';
+  const text = `This is a test email sent by Parley through the SMTP relay ${relay.host}:${relay.port} (${relay.security}).\n\nIf you can read this, the relay settings work.\n`;
+  const html = `<p>This is a test email sent by Parley through the SMTP relay <b>${relay.host}:${relay.port}</b> (${relay.security}).</p><p>If you can read this, the relay settings work.</p>`;
+  const row = {
+    id,
+    kind: 'test' as const,
+    from_address: user.email,
+    from_name: user.name,
+    reply_to: null,
+    to_address: to,
+    to_name: null,
+    message_id_header: newMessageIdHeader(sendingDomain),
+    created_at: now,
+  };
+  const { raw, envelope } = composeMessage(deps, row, { subject, text, html }, relay.sendingDomain);
+  const orgKeys = (await loadSigningKeys(deps, [actor.orgId])).get(actor.orgId);
+  if (orgKeys instanceof Error) throw invalid(orgKeys.message);
+  const keys = keysFor(orgKeys, fromDomain, relay.sendingDomain);
+  await deps.db
+    .insertInto('messages')
+    .values({
+      ...row,
+      org_id: actor.orgId,
+      sender_id: actor.userId,
+      subject,
+      html,
+      text,
+      transport: 'relay',
+      status: 'sending',
+      next_attempt_at: now,
+      expires_at: now,
+      claimed_at: now,
+      updated_at: now,
+    })
+    .execute();
+  const outcome = await sendOnce(deps, relay, envelope, dkimSign(raw, keys));
+  const status = outcome.status === 'deferred' ? 'failed' : outcome.status;
+  const done = deps.clock.now();
+  await deps.db
+    .updateTable('messages')
+    .set({
+      status,
+      attempts: 1,
+      smtp_code: outcome.code,
+      smtp_response: outcome.response,
+      sent_at: status === 'sent' ? done : null,
+      updated_at: done,
+    })
+    .where('id', '=', id)
+    .execute();
+  return {
+    ok: status === 'sent',
+    status,
+    code: outcome.code,
+    response: outcome.response,
+    error: outcome.error,
+    messageId: id,
+    envelope,
+    dkim: keys.map((k) => ({ domain: k.domain, selector: k.selector, algorithm: k.algorithm })),
+  };
+}
