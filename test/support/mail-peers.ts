@@ -342,9 +342,13 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 /**
  * Postfix accepting mail from 127.0.0.1 on a free port and relaying all of it (DSNs included) to
- * `relayTo` (an smtp-sink or a capture server playing the remote MX). Needs root, like any Postfix.
+ * `relayTo` (an smtp-sink or a capture server playing the remote MX), except the domains in
+ * `routes`, which go to their own server. Needs root, like any Postfix.
  */
-export async function startPostfixRelay(relayTo: { port: number }): Promise<PostfixRelay> {
+export async function startPostfixRelay(
+  relayTo: { port: number },
+  routes: Record<string, { port: number }> = {},
+): Promise<PostfixRelay> {
   const { postfix } = postfixTools();
   if (!isRoot()) throw new Error('a private Postfix instance needs root (the CI machine runs tests as root)');
   const dir = mkdtempSync(join(tmpdir(), 'parley-postfix-'));
@@ -384,6 +388,11 @@ smtp_connect_timeout = 5s
 biff = no
 `,
   );
+  const transportMap = Object.entries(routes)
+    .map(([domain, r]) => `${domain}=smtp:[127.0.0.1]:${r.port}`)
+    .join(', ');
+  if (transportMap)
+    writeFileSync(join(conf, 'main.cf'), `transport_maps = inline:{ ${transportMap} }\n`, { flag: 'a' });
   writeFileSync(join(conf, 'master.cf'), MASTER_CF(port));
   const run = (args: string[]) => execFileSync(postfix, ['-c', conf, ...args], { stdio: 'pipe' });
   try {
