@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deliverDue, deliveryExpiresAt } from '../src/sending/delivery.ts';
 import { type Client, login, startTestApp } from './support/app.ts';
 
 // A user of org B walks every API route with the ids of org A's resources: nothing of A may be
@@ -78,23 +79,66 @@ beforeAll(async () => {
   });
   expect(mass.status).toBe(201);
   A.mass = mass.body.id;
+  // A message of A's in the local outbox, then a DKIM key and an SMTP relay (with a password).
+  A.outbox = (
+    await t.deps.db
+      .insertInto('messages')
+      .values({
+        org_id: orgA.orgId,
+        kind: 'individual',
+        sender_id: orgA.adminId,
+        from_address: orgA.adminEmail,
+        to_address: 'victim@a.example',
+        subject: MARKER,
+        html: `<p>${MARKER}</p>`,
+        text: MARKER,
+        message_id_header: `<iso.${Date.now()}@a.example>`,
+        transport: 'outbox',
+        expires_at: deliveryExpiresAt(t.deps),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow()
+  ).id;
+  expect((await deliverDue(t.deps, { orgId: orgA.orgId })).sent).toBe(1);
+  A.dkimKey = (
+    await a.req('POST', '/api/admin/dkim-keys', {
+      domain: 'a.example',
+      selector: 'iso',
+      algorithm: 'ed25519-sha256',
+    })
+  ).body.id;
+  expect(
+    (
+      await a.req('PUT', '/api/admin/smtp-relay', {
+        host: 'smtp.a.example',
+        port: 2525,
+        security: 'none',
+        username: MARKER,
+        password: MARKER,
+      })
+    ).status,
+  ).toBe(200);
 });
 afterAll(() => t.stop());
 
 function paramsFor(url: string): string[] {
   // Try each route with A's own module (unknown to B) and with the shared built-in name.
   const modules = url.includes(':module') ? [A.module, 'leads'] : [''];
-  const ids = url.startsWith('/api/mass-emails')
-    ? [A.mass]
-    : url.startsWith('/api/views')
-      ? [A.view]
-      : url.startsWith('/api/profiles')
-        ? [A.profile]
-        : url.startsWith('/api/users')
-          ? [A.user]
-          : url.startsWith('/api/api-keys')
-            ? [A.apiKey]
-            : [A.gadget, A.lead];
+  const ids = url.startsWith('/api/outbox')
+    ? [A.outbox]
+    : url.startsWith('/api/admin/dkim-keys')
+      ? [A.dkimKey]
+      : url.startsWith('/api/mass-emails')
+        ? [A.mass]
+        : url.startsWith('/api/views')
+          ? [A.view]
+          : url.startsWith('/api/profiles')
+            ? [A.profile]
+            : url.startsWith('/api/users')
+              ? [A.user]
+              : url.startsWith('/api/api-keys')
+                ? [A.apiKey]
+                : [A.gadget, A.lead];
   const out: string[] = [];
   for (const m of modules)
     for (const id of ids)
@@ -135,9 +179,19 @@ describe('org isolation', () => {
           r.method === 'GET' || r.method === 'DELETE' ? undefined : body,
         );
         checked++;
-        const leaked = [MARKER, A.lead, A.gadget, A.view, A.profile, A.user, A.apiKey, A.org, A.mass].filter(
-          (s) => res.text.includes(s),
-        );
+        const leaked = [
+          MARKER,
+          A.lead,
+          A.gadget,
+          A.view,
+          A.profile,
+          A.user,
+          A.apiKey,
+          A.org,
+          A.mass,
+          A.outbox,
+          A.dkimKey,
+        ].filter((s) => res.text.includes(s));
         expect({ route: `${r.method} ${url}`, leaked }).toEqual({ route: `${r.method} ${url}`, leaked: [] });
       }
     }
@@ -167,5 +221,13 @@ describe('org isolation', () => {
     expect(mass.body).toMatchObject({ name: MARKER, status: 'scheduled' });
     const fields = (await a.req('GET', `/api/modules/${A.module}`)).body.fields;
     expect(fields.find((f: { id: string }) => f.id === A.field).label).toBe('Secret');
+    expect((await a.req('GET', `/api/outbox/${A.outbox}`)).body.subject).toBe(MARKER);
+    expect((await a.req('GET', '/api/admin/dkim-keys')).body.map((k: { id: string }) => k.id)).toEqual([
+      A.dkimKey,
+    ]);
+    expect((await a.req('GET', '/api/admin/smtp-relay')).body.relay).toMatchObject({
+      host: 'smtp.a.example',
+      username: MARKER,
+    });
   });
 });
