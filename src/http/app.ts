@@ -15,6 +15,7 @@ import { errorBody, handleError } from './errors.ts';
 import { registerMetrics } from './metrics.ts';
 import { adminRoutes } from './routes/admin.routes.ts';
 import { authRoutes } from './routes/auth.routes.ts';
+import { automationRoutes } from './routes/automation.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
@@ -97,6 +98,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   recordRoutes(app, deps);
   deliveryRoutes(app, deps);
   massRoutes(app, deps);
+  automationRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
   if (hasWeb) await app.register(fastifyStatic, { root: webDist, wildcard: false, index: ['index.html'] });
