@@ -672,6 +672,37 @@ function parseVerpAddress(_sink: unknown, id: string) {
   return expect.stringMatching(new RegExp(`^b-${id.replaceAll('-', '')}-[a-z2-7]{16}@test\\.example$`));
 }
 
+describe('many workers at once', () => {
+  it('concurrent deliverDue calls split the queue: every message sent exactly once', async () => {
+    const server = await startCaptureServer();
+    const org = await newOrg({ port: server.port, maxConnections: 8, maxPerSecond: 100_000 });
+    const ids = new Set<string>();
+    for (let i = 0; i < 300; i++) ids.add(await queue(org, { to: `w${i}@many.test` }));
+    const worker = async () => {
+      let sent = 0;
+      for (;;) {
+        const c = await deliverDue(deps, { orgId: org.orgId, limit: 40 });
+        sent += c.sent;
+        if (c.claimed === 0) return sent;
+      }
+    };
+    const perWorker = await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(perWorker.reduce((a, b) => a + b, 0)).toBe(300);
+    expect(perWorker.filter((n) => n > 0).length).toBeGreaterThan(1);
+    const delivered = server.messages.map((m) => parseVerp(m.mailFrom, deps.config.secret as string));
+    expect(delivered).toHaveLength(300);
+    expect(new Set(delivered)).toEqual(ids);
+    const statuses = await deps.db
+      .selectFrom('messages')
+      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('org_id', '=', org.orgId)
+      .groupBy('status')
+      .execute();
+    expect(statuses).toEqual([{ status: 'sent', n: 300 }]);
+    await server.stop();
+  });
+});
+
 describe('crash recovery and the worker', () => {
   it('a message stuck in sending becomes unknown; a late real outcome still lands', async () => {
     let letGo: () => void = () => {};
