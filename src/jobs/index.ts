@@ -2,6 +2,8 @@ import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
+import { startMassScheduler } from '../sending/mass.jobs.ts';
+import { renderTemplateRows } from '../sending/render-rows.ts';
 
 export const PURGE_SESSIONS = 'crm.purge-sessions';
 
@@ -31,11 +33,14 @@ export async function startWorker(
     deps.log.info({ purged: n }, 'expired sessions purged');
   });
   // Email delivery: its own loop, woken by NOTIFY (wakeDelivery) and polling for retries.
-  const delivery = startDeliveryWorker(deps, { connectionString, isStopping });
+  // Rows of mass sends are queued without content: the renderer merges them when claimed.
+  const delivery = startDeliveryWorker(deps, { connectionString, isStopping, render: renderTemplateRows });
+  const mass = startMassScheduler(deps, { isStopping, onLaunched: () => delivery.wake() });
   return {
     boss,
     delivery,
     stop: async () => {
+      await mass.stop();
       await delivery.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
     },

@@ -188,6 +188,8 @@ interface Row {
   response: string | null;
   sentAt: Date | null;
   transport: 'relay' | 'outbox' | null;
+  /** The subject as merged, for rows queued without content (kept otherwise). */
+  subject: string;
 }
 
 /** Collects outcomes and writes them in batches: one UPDATE … FROM unnest per flush. */
@@ -235,6 +237,7 @@ class ResultWriter {
       response,
       sentAt: status === 'sent' ? now : null,
       transport,
+      subject: m.subject,
     });
   }
 
@@ -252,6 +255,7 @@ class ResultWriter {
       response: null,
       sentAt: null,
       transport: null,
+      subject: m.subject,
     });
   }
 
@@ -310,6 +314,7 @@ async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
         smtp_response = CASE WHEN v.set_reply THEN v.response ELSE m.smtp_response END,
         sent_at = coalesce(v.sent_at, m.sent_at),
         transport = coalesce(v.transport, m.transport),
+        subject = CASE WHEN m.subject = '' THEN v.subject ELSE m.subject END,
         updated_at = ${now}
       FROM unnest(
         ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.claimedAt.toISOString())}::timestamptz[],
@@ -317,8 +322,8 @@ async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
         ${rows.map((r) => r.nextAttemptAt?.toISOString() ?? null)}::timestamptz[],
         ${rows.map((r) => r.setReply)}::boolean[], ${rows.map((r) => r.code)}::int[],
         ${rows.map((r) => r.response)}::text[], ${rows.map((r) => r.sentAt?.toISOString() ?? null)}::timestamptz[],
-        ${rows.map((r) => r.transport)}::text[]
-      ) AS v(id, claimed_at, status, attempted, next_attempt_at, set_reply, code, response, sent_at, transport)
+        ${rows.map((r) => r.transport)}::text[], ${rows.map((r) => r.subject)}::text[]
+      ) AS v(id, claimed_at, status, attempted, next_attempt_at, set_reply, code, response, sent_at, transport, subject)
       WHERE m.id = v.id AND m.claimed_at = v.claimed_at AND m.status IN ('sending', 'unknown')`.execute(
       deps.db,
     );
@@ -485,6 +490,7 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
         continue;
       }
       content = r;
+      m.subject = r.subject; // recorded with the outcome, for the record's Emails list
     }
     let prepared: Prepared;
     try {

@@ -1,0 +1,127 @@
+import { sql } from 'kysely';
+import { simpleParser } from 'mailparser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Actor } from '../src/crm/index.ts';
+import { closeSignPool, deliverDue } from '../src/sending/delivery.ts';
+import { createMassEmail, getMassEmail } from '../src/sending/mass.service.ts';
+import { launchDue } from '../src/sending/mass-launch.ts';
+import { saveRelay } from '../src/sending/relays.ts';
+import { renderTemplateRows } from '../src/sending/render-rows.ts';
+import { closeRelayTransports } from '../src/sending/transport.ts';
+import { createTestOrg, testDeps } from './support/app.ts';
+import { type CaptureServer, startCaptureServer } from './support/mail-peers.ts';
+
+const deps = testDeps();
+let smtp: CaptureServer;
+let admin: Actor;
+let templateId: string;
+let accountId: string;
+
+beforeAll(async () => {
+  smtp = await startCaptureServer();
+  const o = await createTestOrg(deps);
+  admin = {
+    orgId: o.orgId,
+    userId: o.adminId,
+    isAdmin: true,
+    permissions: {},
+    timeZone: 'UTC',
+    locale: 'en-US',
+  };
+  await saveRelay(deps, admin, {
+    host: '127.0.0.1',
+    port: smtp.port,
+    security: 'none',
+    sendingDomain: 'mail.test.example',
+  });
+  const mods = await deps.db
+    .selectFrom('modules')
+    .select(['id', 'api_name'])
+    .where('org_id', '=', o.orgId)
+    .execute();
+  const modId = (n: string) => mods.find((m) => m.api_name === n)?.id as string;
+  const acct = await deps.db
+    .insertInto('records')
+    .values({
+      org_id: o.orgId,
+      module_id: modId('accounts'),
+      owner_id: o.adminId,
+      data: JSON.stringify({ account_name: 'Acme <GmbH>' }),
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  accountId = acct.id;
+  const t = await deps.db
+    .insertInto('templates')
+    .values({ org_id: o.orgId, module_id: modId('contacts'), name: 'Offer', created_by: o.adminId })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await deps.db
+    .insertInto('template_versions')
+    .values({
+      org_id: o.orgId,
+      template_id: t.id,
+      version: 1,
+      subject: 'Hello {{ contact.first_name | default: "there" }}',
+      html_source: '',
+      html: '<p>Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}, from {{ owner.name }}</p>',
+      text: 'Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}',
+    })
+    .execute();
+  templateId = t.id;
+  await sql`
+    INSERT INTO records (org_id, module_id, owner_id, data)
+    SELECT ${o.orgId}, ${modId('contacts')}, ${o.adminId},
+      jsonb_strip_nulls(jsonb_build_object('last_name', 'L' || g, 'email', 'c' || g || '@rcpt.example',
+        'first_name', CASE WHEN g % 2 = 0 THEN 'Name' || g END, 'account_id', ${accountId}::text))
+    FROM generate_series(1, 40) g`.execute(deps.db);
+});
+afterAll(async () => {
+  closeRelayTransports(deps);
+  await closeSignPool(deps);
+  await smtp.stop();
+  await deps.close();
+});
+
+describe('a mass email, end to end', () => {
+  it('is merged per recipient when delivered, reaches the SMTP server once each, and finishes as Sent', async () => {
+    const id = await createMassEmail(deps, admin, {
+      module: 'contacts',
+      name: 'Offer',
+      templateId,
+      from: { kind: 'user' },
+      audience: {
+        kind: 'criteria',
+        criteria: { conditions: [{ field: 'last_name', op: 'starts_with', value: 'L' }] },
+      },
+    });
+    await launchDue(deps);
+    for (let i = 0; i < 10; i++) {
+      const c = await deliverDue(deps, { orgId: admin.orgId, render: renderTemplateRows });
+      if (c.claimed === 0) break;
+    }
+    const got = await smtp.waitFor(40);
+    expect(got).toHaveLength(40);
+    expect(new Set(got.map((g) => g.rcptTo[0])).size).toBe(40);
+    const byRcpt = new Map(got.map((g) => [g.rcptTo[0], g]));
+    const even = await simpleParser(byRcpt.get('c2@rcpt.example')?.raw as Buffer);
+    expect(even.subject).toBe('Hello Name2');
+    expect(even.html).toContain('Dear Name2 of Acme &lt;GmbH&gt;');
+    expect(even.text).toContain('Dear Name2 of Acme <GmbH>');
+    const odd = await simpleParser(byRcpt.get('c1@rcpt.example')?.raw as Buffer);
+    expect(odd.subject).toBe('Hello there');
+    expect(odd.text).toContain('Dear friend');
+    // The VERP return path carries the message; the Message-ID is on the sending domain.
+    expect(byRcpt.get('c1@rcpt.example')?.mailFrom).toMatch(/@mail\.test\.example$/);
+    expect(odd.messageId).toMatch(/@mail\.test\.example>?$/);
+    const rows = await deps.db
+      .selectFrom('messages')
+      .select(['status', 'subject'])
+      .where('mass_email_id', '=', id)
+      .execute();
+    expect(rows.every((r) => r.status === 'sent')).toBe(true);
+    expect(rows.filter((r) => r.subject === 'Hello there')).toHaveLength(20);
+    await launchDue(deps); // finishes sends with nothing left to go
+    expect((await getMassEmail(deps, admin, id)).status).toBe('sent');
+  });
+});
