@@ -95,6 +95,12 @@ describe('buildMessage', () => {
     expect(m.text).toBe(long);
   });
 
+  it('sends ASCII text as 7bit up to 998-octet lines, quoted-printable beyond', () => {
+    const at = (n: number) => buildMessage({ ...base, text: `${'a'.repeat(n)}\nshort` }).toString();
+    expect(at(998)).toContain('Content-Transfer-Encoding: 7bit');
+    expect(at(999)).toContain('Content-Transfer-Encoding: quoted-printable');
+  });
+
   it('adds threading headers', async () => {
     const m = await simpleParser(
       buildMessage({ ...base, inReplyTo: '<a@x.example>', references: ['<a@x.example>', '<b@x.example>'] }),

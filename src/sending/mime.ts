@@ -179,15 +179,15 @@ export function base64Lines(data: Buffer | string): string {
 const SEVEN_BIT = /^[\u0009\u000d\u000a\u0020-\u007e]*$/;
 
 /**
- * The text part: 7bit when it is short-lined ASCII (readable, and nothing to encode), otherwise
- * quoted-printable. Lines that start with "." stay as they are: the SMTP client dot-stuffs them.
+ * The text part: 7bit when it is ASCII with lines within RFC 5322's 998 octets (readable, nothing
+ * to encode), otherwise quoted-printable. Lines that start with "." stay as they are: the SMTP client dot-stuffs them.
  * In a multipart body the CRLF before the next boundary belongs to the boundary (RFC 2046 §5.1.1),
  * so one is always added there; a single-part body only gets a final CRLF when it lacks one.
  */
 function textPart(text: string, multipart: boolean): string {
   const t = toCrlf(text);
   const end = multipart || !t.endsWith('\r\n') ? '\r\n' : '';
-  if (SEVEN_BIT.test(t) && !hasLongLine(t, 76))
+  if (SEVEN_BIT.test(t) && !hasLongLine(t, 998))
     return `Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n${t}${end}`;
   const qp = qpWrap(qpEncode(t), 76).replace(/\r?\n/g, '\r\n');
   return `Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n${qp}${multipart || !qp.endsWith('\r\n') ? '\r\n' : ''}`;

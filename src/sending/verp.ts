@@ -49,6 +49,18 @@ function tag(secret: string | Buffer, hex: string): Buffer {
   return createHmac('sha256', verpKey(secret)).update(hex).digest().subarray(0, TAG_BYTES);
 }
 
+const domains = new Map<string, string>();
+/** normaliseDomain, cached: a send computes one return path per message on the same domain. */
+function sendingDomain(domain: string): string {
+  let d = domains.get(domain);
+  if (d === undefined) {
+    d = normaliseDomain(domain, 'sending domain');
+    if (domains.size > 1000) domains.clear();
+    domains.set(domain, d);
+  }
+  return d;
+}
+
 /**
  * The envelope sender for one message: `b-<uuid hex>-<hmac>@domain` (51 characters before the @,
  * under the 64 limit). Use it as SMTP MAIL FROM, not as a header: the receiving MTA writes
@@ -58,7 +70,7 @@ export function verpReturnPath(messageId: string, domain: string, secret: string
   const id = messageId.toLowerCase();
   if (!UUID.test(id)) throw new Error(`verpReturnPath: not a UUID: ${messageId}`);
   const hex = id.replaceAll('-', '');
-  return `b-${hex}-${base32(tag(secret, hex))}@${normaliseDomain(domain, 'sending domain')}`;
+  return `b-${hex}-${base32(tag(secret, hex))}@${sendingDomain(domain)}`;
 }
 
 /**

@@ -1,19 +1,21 @@
 import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
 import { Liquid } from 'liquidjs';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { simpleParser } from 'mailparser';
-import { afterAll, describe, expect, it } from 'vitest';
-import { verifyTrackingToken } from '../tracking/tokens.ts';
-import { generateDkimKey, loadDkimKey } from './dkim.ts';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { verifyTrackingToken } from '../../tracking/tokens.ts';
+import { generateDkimKey, loadDkimKey } from '../dkim.ts';
+import { createSignPool } from '../sign-pool.ts';
+import { newMessageIdHeader, parseVerp } from '../verp.ts';
 import {
   buildBatch,
+  compileMerge,
   type FastRecipient,
   type PrepareSendInput,
   prepareSend,
   signBatch,
 } from './fast-path.ts';
-import { createSignPool } from './sign-pool.ts';
-import { newMessageIdHeader, parseVerp } from './verp.ts';
 
 const SECRET = 'test-secret-0123456789-0123456789-abcdef';
 const opts = { strictVariables: true, strictFilters: true, ownPropertyOnly: true } as const;
@@ -176,5 +178,65 @@ describe('buildBatch', () => {
       expect(r.results[0].status.result).toBe('pass');
       expect((r.results[0] as any).signingHeaders.keys).toMatch(/List-Unsubscribe: List-Unsubscribe-Post/);
     }
+  });
+});
+
+describe('merge fields evaluated directly', () => {
+  const value = fc.oneof(
+    fc.constantFrom('', ' ', '<b>&"\'</b>', 'Zoë', '0', 'size'),
+    fc.string({ maxLength: 6 }),
+    fc.constantFrom(0, -0, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e21),
+    fc.constantFrom(null, undefined, true, false),
+    fc.constant([1, 'a']),
+    fc.constant({ first: 'F', size: 3 }),
+  );
+  const scopeArb = fc.record({
+    lead: fc.oneof(
+      fc.dictionary(fc.constantFrom('first_name', 'company', 'size', 'n'), value, { maxKeys: 4 }),
+      value,
+    ),
+    org: fc.record({ name: value }),
+  });
+  const sources = [
+    'Hi {{ lead.first_name }}!',
+    '{{ lead.first_name | default: "there" }} at {{ lead.company | default: \'co\' }}',
+    '{{ lead.size }} {{ lead.n }} {{ org.name | default: "x" }}',
+    '{{lead.first_name|default:"a"}}{{- org.name -}} .',
+    '{{ lead.first_name | upcase }} {{ org.name }}',
+    '{% if lead.n %}{{ lead.n }}{% endif %} {{ org.name }}',
+    '{% assign org = lead %}{{ org.name }}',
+    '{{ constructor }} {{ lead.first_name }}',
+  ];
+  function outcome(f: () => string) {
+    try {
+      return { ok: f() };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  }
+  it('gives exactly what liquidjs gives, errors included (property)', () => {
+    for (const eng of [engine, htmlEngine])
+      for (const src of sources) {
+        const fast = compileMerge(eng, src);
+        const parsed = eng.parse(src);
+        fc.assert(
+          fc.property(scopeArb, (scope) => {
+            expect(outcome(() => fast(scope))).toEqual(
+              outcome(() => eng.renderSync(parsed, scope) as string),
+            );
+          }),
+          { numRuns: 300 },
+        );
+      }
+  });
+
+  it('does not call liquidjs for plain merge fields that resolve, and does when they do not', () => {
+    const eng = new Liquid({ ...opts, outputEscape: 'escape' });
+    const spy = vi.spyOn(eng, 'renderSync');
+    const fast = compileMerge(eng, '<p>{{ lead.first_name | default: "there" }}, {{ org.name }}</p>');
+    expect(fast({ lead: { first_name: 'A&B' }, org: { name: 'Acme' } })).toBe('<p>A&amp;B, Acme</p>');
+    expect(spy).not.toHaveBeenCalled();
+    expect(() => fast({ lead: {}, org: { name: 'Acme' } })).toThrow(/undefined variable: lead.first_name/);
+    expect(spy).toHaveBeenCalledTimes(1);
   });
 });
