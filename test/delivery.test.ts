@@ -9,6 +9,7 @@ import { type Actor, acceptInvite, inviteUser } from '../src/crm/index.ts';
 import { buildApp } from '../src/http/app.ts';
 import { startDeliveryWorker } from '../src/sending/delivery.jobs.ts';
 import {
+  closeSignPool,
   deliverDue,
   deliveryExpiresAt,
   recoverStuck,
@@ -40,6 +41,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   closeRelayTransports(deps);
+  await closeSignPool(deps);
   await app.close();
   await deps.close();
 });
@@ -672,10 +674,55 @@ function parseVerpAddress(_sink: unknown, id: string) {
   return expect.stringMatching(new RegExp(`^b-${id.replaceAll('-', '')}-[a-z2-7]{16}@test\\.example$`));
 }
 
+describe('rows that cannot be sent as they are', () => {
+  it('a row with a header injection fails with the reason; rows without content wait for a renderer', async () => {
+    const org = await newOrg();
+    const injected = await queue(org, { subject: 'Hi\r\nBcc: victim@example.org' });
+    const badTo = await queue(org, { to: 'not-an-address' });
+    const unrendered = await queue(org, { html: null, text: null });
+    const c = await deliverDue(deps, { orgId: org.orgId });
+    expect(c).toMatchObject({ claimed: 3, failed: 2, released: 1, sent: 0 });
+    expect(await message(injected)).toMatchObject({ status: 'failed', attempts: 1 });
+    expect((await message(injected)).smtp_response).toMatch(
+      /could not build the message: subject contains a line break/,
+    );
+    expect((await message(badTo)).smtp_response).toMatch(/could not build the message: to/);
+    expect(await message(unrendered)).toMatchObject({ status: 'queued', attempts: 0 });
+    const outbox = await deps.db
+      .selectFrom('outbox')
+      .select('message_id')
+      .where('org_id', '=', org.orgId)
+      .execute();
+    expect(outbox).toEqual([]);
+    // With a renderer: rendered content is sent; a render error fails the message.
+    now += 120_000;
+    const render = async (_d: unknown, rows: { id: string }[]) =>
+      new Map(
+        rows.map((r) => [r.id, { subject: 'Rendered', text: 'rendered text', html: '<p>rendered</p>' }]),
+      );
+    expect(await deliverDue(deps, { orgId: org.orgId, render })).toMatchObject({ claimed: 1, sent: 1 });
+    const stored = await deps.db
+      .selectFrom('outbox')
+      .select('raw')
+      .where('message_id', '=', unrendered)
+      .executeTakeFirstOrThrow();
+    expect(stored.raw.toString()).toContain('Subject: Rendered');
+    const broken = await queue(org, { html: null, text: null });
+    const fail = async (_d: unknown, rows: { id: string }[]) =>
+      new Map(rows.map((r) => [r.id, new Error('unknown field lead.nope')]));
+    await deliverDue(deps, { orgId: org.orgId, render: fail });
+    expect(await message(broken)).toMatchObject({
+      status: 'failed',
+      smtp_response: 'could not render: unknown field lead.nope',
+    });
+  });
+});
+
 describe('many workers at once', () => {
   it('concurrent deliverDue calls split the queue: every message sent exactly once', async () => {
     const server = await startCaptureServer();
     const org = await newOrg({ port: server.port, maxConnections: 8, maxPerSecond: 100_000 });
+    const key = await dnsFor(org, 'rsa-sha256', 'many'); // batches of 40 are signed in the thread pool
     const ids = new Set<string>();
     for (let i = 0; i < 300; i++) ids.add(await queue(org, { to: `w${i}@many.test` }));
     const worker = async () => {
@@ -699,6 +746,10 @@ describe('many workers at once', () => {
       .groupBy('status')
       .execute();
     expect(statuses).toEqual([{ status: 'sent', n: 300 }]);
+    for (const m of [server.messages[0], server.messages[150], server.messages[299]]) {
+      const v = await dkimVerify(m.raw, { resolver: resolverFor([key]) });
+      expect(v.results[0].status.result).toBe('pass');
+    }
     await server.stop();
   });
 });

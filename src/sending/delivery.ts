@@ -395,8 +395,12 @@ export function composeMessage(
   return { raw, envelope };
 }
 
-/** Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages. */
-async function signAll(deps: Deps, items: Prepared[]): Promise<void> {
+/**
+ * Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages (or when
+ * the pool fails). Returns the messages that could not be signed, with the reason.
+ */
+async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Error>> {
+  const failed = new Map<Prepared, Error>();
   const groups = new Map<readonly DkimKey[], Prepared[]>();
   for (const p of items) {
     if (!p.keys.length) continue;
@@ -404,9 +408,18 @@ async function signAll(deps: Deps, items: Prepared[]): Promise<void> {
     g.push(p);
     groups.set(p.keys, g);
   }
+  const inline = (group: Prepared[], keys: readonly DkimKey[]) => {
+    for (const p of group)
+      try {
+        p.raw = dkimSign(p.raw, keys);
+      } catch (e) {
+        failed.set(p, e as Error);
+      }
+  };
   await Promise.all(
     [...groups].map(async ([keys, group]) => {
-      if (group.length >= POOL_MIN) {
+      if (group.length < POOL_MIN) return inline(group, keys);
+      try {
         const signed = await signPoolFor(deps).signMessages(
           keys,
           group.map((p) => p.raw),
@@ -414,11 +427,13 @@ async function signAll(deps: Deps, items: Prepared[]): Promise<void> {
         group.forEach((p, i) => {
           p.raw = signed[i];
         });
-      } else {
-        for (const p of group) p.raw = dkimSign(p.raw, keys);
+      } catch (e) {
+        deps.log.warn({ err: e }, 'delivery: the signing pool failed; signing inline');
+        inline(group, keys);
       }
     }),
   );
+  return failed;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -524,29 +539,37 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     relayItems.push(prepared);
   }
 
-  try {
-    await signAll(deps, [...outboxItems, ...relayItems]);
-  } catch (e) {
-    deps.log.error({ err: e }, 'delivery: DKIM signing failed');
-    for (const p of [...outboxItems, ...relayItems]) results.release(p.m, 30_000);
-    return results.close();
-  }
-
-  if (outboxItems.length) {
-    await storeInOutbox(
-      deps.db,
-      outboxItems.map((p) => ({ messageId: p.m.id, orgId: p.m.org_id, raw: p.raw })),
-      deps.clock.now(),
+  const unsigned = await signAll(deps, [...outboxItems, ...relayItems]);
+  for (const [p, e] of unsigned)
+    results.outcome(
+      p.m,
+      { status: 'failed', code: null, response: `could not DKIM-sign: ${e.message}` },
+      null,
     );
-    for (const p of outboxItems)
-      results.outcome(
-        p.m,
-        { status: 'sent', code: null, response: 'stored in the local outbox (no SMTP relay is set up)' },
-        'outbox',
+  const toOutbox = outboxItems.filter((p) => !unsigned.has(p));
+  const toRelay = relayItems.filter((p) => !unsigned.has(p));
+
+  if (toOutbox.length) {
+    try {
+      await storeInOutbox(
+        deps.db,
+        toOutbox.map((p) => ({ messageId: p.m.id, orgId: p.m.org_id, raw: p.raw })),
+        deps.clock.now(),
       );
+      for (const p of toOutbox)
+        results.outcome(
+          p.m,
+          { status: 'sent', code: null, response: 'stored in the local outbox (no SMTP relay is set up)' },
+          'outbox',
+        );
+    } catch (e) {
+      // One statement: nothing was stored, so nothing was "sent" either.
+      deps.log.error({ err: e }, 'delivery: storing in the outbox failed');
+      for (const p of toOutbox) results.release(p.m, 30_000);
+    }
   }
 
-  await Promise.all(relayItems.map((p) => sendThroughRelay(p, results)));
+  await Promise.all(toRelay.map((p) => sendThroughRelay(p, results)));
   return results.close();
 }
 
