@@ -80,9 +80,22 @@ export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): De
     }
   }
 
-  // LISTEN on a connection of its own; re-established after a loss (polling covers the gap).
+  // LISTEN on a connection of its own; re-established after a loss (polling covers the gap). A
+  // loss is only worth a warning when it lasts: on Ctrl-C the embedded Postgres drops connections
+  // a moment before this process hears the signal itself.
   let listener: pg.Client | null = null;
   let relisten: NodeJS.Timeout | null = null;
+  let failures = 0;
+  const retry = (err: Error) => {
+    failures++;
+    const log = failures >= 3 && !opts.isStopping?.() ? deps.log.warn : deps.log.debug;
+    log.call(
+      deps.log,
+      { err: { message: err.message }, failures },
+      'delivery LISTEN connection lost; retrying',
+    );
+    if (!stopped) relisten = setTimeout(() => void listen(), 2000);
+  };
   async function listen() {
     if (stopped) return;
     const client = new pg.Client({ connectionString: opts.connectionString });
@@ -90,23 +103,19 @@ export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): De
       if (n.channel === DELIVERY_CHANNEL) wake();
     });
     client.on('error', (err) => {
-      if (!stopped && !opts.isStopping?.())
-        deps.log.warn({ err: { message: err.message } }, 'delivery LISTEN connection lost');
       client.end().catch(() => {});
       if (listener === client) listener = null;
-      if (!stopped) relisten = setTimeout(() => void listen(), 2000);
+      if (!stopped) retry(err);
     });
     try {
       await client.connect();
       await client.query(`LISTEN ${DELIVERY_CHANNEL}`);
       listener = client;
+      failures = 0;
       wake(); // anything queued while not listening
     } catch (err) {
       client.end().catch(() => {});
-      if (!stopped) {
-        deps.log.warn({ err: { message: (err as Error).message } }, 'delivery LISTEN failed; retrying');
-        relisten = setTimeout(() => void listen(), 2000);
-      }
+      if (!stopped) retry(err as Error);
     }
   }
   void listen();
