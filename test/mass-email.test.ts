@@ -294,3 +294,41 @@ describe('follow-ups', () => {
     expect(fr.length).toBe(18 - 3 - (opened.includes(c2) ? 0 : 1));
   });
 });
+
+describe('bounce-rate guard', () => {
+  it('pauses a send whose first 500+ outcomes bounce hard more than 5 %, and tells its creator', async () => {
+    now = new Date('2026-10-01T10:00:00Z');
+    const ent = await newOrg('enterprise', 700); // 630 recipients
+    const id = await createMassEmail(deps, ent.admin, base(ent));
+    await launchDue(deps);
+    const ids = (
+      await sql<{ id: string }>`SELECT id FROM messages WHERE mass_email_id = ${id} ORDER BY id`.execute(
+        deps.db,
+      )
+    ).rows.map((r) => r.id);
+    await sql`UPDATE messages SET status = 'sent' WHERE id = ANY(${ids.slice(0, 480)}::uuid[])`.execute(
+      deps.db,
+    );
+    await sql`UPDATE messages SET status = 'failed', smtp_code = 550 WHERE id = ANY(${ids.slice(480, 500)}::uuid[])`.execute(
+      deps.db,
+    );
+    await launchDue(deps); // 20 of 500 = 4 %: goes on
+    expect((await getMassEmail(deps, ent.admin, id)).status).toBe('sending');
+    await sql`UPDATE messages SET status = 'failed', smtp_code = 550 WHERE id = ANY(${ids.slice(500, 520)}::uuid[])`.execute(
+      deps.db,
+    );
+    await launchDue(deps); // 40 of 520 = 7.7 %: paused
+    const m = await getMassEmail(deps, ent.admin, id);
+    expect(m).toMatchObject({ status: 'stopped', stop_reason: 'bounce_rate_too_high' });
+    const r = await rows(id);
+    expect(r.filter((x) => x.parked)).toHaveLength(110);
+    const note = await deps.db
+      .selectFrom('messages')
+      .select(['subject', 'text', 'kind'])
+      .where('org_id', '=', ent.admin.orgId)
+      .where('kind', '=', 'system')
+      .executeTakeFirstOrThrow();
+    expect(note.subject).toMatch(/paused/);
+    expect(note.text).toMatch(/40 of its first 520/);
+  });
+});

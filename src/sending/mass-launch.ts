@@ -3,8 +3,9 @@ import { actorForUser, can, compileCriteria, scope, validateCriteria } from '../
 import type { AddressChoice, FollowupAudience } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { resolveAudience } from './audience.ts';
-import { gmtDay, gmtDayStart, massDailyLimit, nextGmtDay, reserveMass } from './mass-limits.ts';
+import { gmtDay, gmtDayStart, massDailyLimit, nextGmtDay, releaseMass, reserveMass } from './mass-limits.ts';
 import { insertMessagesSql, senderFor, sendingSetup } from './queue-rows.ts';
+import { newMessageIdHeader } from './verp.ts';
 
 // The launch of a due mass email or follow-up: resolve its audience once, write one queued
 // message row per recipient and one exclusion row per record left out (one statement), then put
@@ -25,6 +26,7 @@ const lifetimeMs = (deps: Deps) => deps.config.deliveryLifetimeHours * 3_600_000
 /** Launches every due mass email and follow-up; returns how many were launched. */
 export async function launchDue(deps: Deps): Promise<number> {
   await finishDone(deps);
+  await guardBounces(deps);
   let launched = 0;
   for (let i = 0; i < 100; i++) {
     const did = await deps.db.transaction().execute((trx) => launchOne({ ...deps, db: trx }));
@@ -182,6 +184,111 @@ async function launchOne(deps: Deps): Promise<boolean> {
       .execute();
   await sql`SELECT pg_notify('parley_delivery', ${m.org_id})`.execute(deps.db);
   return true;
+}
+
+// The bounce-rate guard: a send whose first BOUNCE_GUARD_MIN+ outcomes include more than
+// BOUNCE_GUARD_RATE hard bounces (a 5xx at sending, or a hard DSN later) is stopped, so a bad list
+// does not ruin the sender's reputation; its creator is told by email and sees the reason.
+export const BOUNCE_GUARD_MIN = 500;
+export const BOUNCE_GUARD_RATE = 0.05;
+
+export async function guardBounces(deps: Deps): Promise<string[]> {
+  const hit = (
+    await sql<{ id: string; org_id: string; created_by: string; name: string; done: number; hard: number }>`
+      SELECT me.id, me.org_id, me.created_by, me.name, c.done, c.hard FROM mass_emails me
+      CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE m.status IN ('sent', 'failed'))::int AS done,
+          count(*) FILTER (WHERE m.bounce_kind = 'hard' OR (m.status = 'failed' AND m.smtp_code >= 500))::int AS hard
+        FROM messages m WHERE m.mass_email_id = me.id
+      ) c
+      WHERE me.status = 'sending' AND c.done >= ${BOUNCE_GUARD_MIN} AND c.hard > c.done * ${BOUNCE_GUARD_RATE}::float8
+      FOR UPDATE OF me SKIP LOCKED`.execute(deps.db)
+  ).rows;
+  for (const m of hit) {
+    await deps.db
+      .updateTable('mass_emails')
+      .set({
+        status: 'stopped',
+        stop_reason: 'bounce_rate_too_high',
+        schedule_version: sql`schedule_version + 1`,
+        updated_at: deps.clock.now(),
+      })
+      .where('id', '=', m.id)
+      .execute();
+    const held = await holdQueued(deps.db, m.org_id, m.id);
+    const pct = ((100 * m.hard) / m.done).toFixed(1);
+    await notifyCreator(
+      deps,
+      m,
+      `Mass email "${m.name}" was paused: too many hard bounces`,
+      `Parley paused the mass email "${m.name}": ${m.hard} of its first ${m.done} messages (${pct} %) bounced hard, ` +
+        `above the ${BOUNCE_GUARD_RATE * 100} % that mailbox providers tolerate. ${held} messages were not sent. ` +
+        'Clean the list (remove the addresses that bounced), then start it again from the Stopped folder.',
+    );
+    deps.log.warn(
+      { massEmailId: m.id, hard: m.hard, done: m.done },
+      'mass email paused by the bounce-rate guard',
+    );
+  }
+  return hit.map((m) => m.id);
+}
+
+/** A plain system email to the creator of a mass email (through the normal queue). */
+async function notifyCreator(
+  deps: Deps,
+  m: { org_id: string; created_by: string },
+  subject: string,
+  text: string,
+) {
+  const u = await deps.db
+    .selectFrom('users')
+    .select(['email', 'name'])
+    .where('id', '=', m.created_by)
+    .executeTakeFirst();
+  if (!u) return;
+  const setup = await sendingSetup(deps, m.org_id);
+  const domain = setup.domain ?? u.email.split('@')[1] ?? 'localhost';
+  const now = deps.clock.now();
+  await deps.db
+    .insertInto('messages')
+    .values({
+      org_id: m.org_id,
+      kind: 'system',
+      from_address: u.email,
+      from_name: 'Parley',
+      to_address: u.email,
+      to_name: u.name,
+      subject,
+      text,
+      message_id_header: newMessageIdHeader(domain),
+      transport: setup.transport,
+      expires_at: new Date(now.getTime() + lifetimeMs(deps)),
+    })
+    .execute();
+}
+
+/**
+ * Parks a mass email's unsent rows (they are never claimed while parked) and gives their
+ * reserved sends back to the days they were reserved on.
+ */
+export async function holdQueued(trx: Deps['db'], orgId: string, massId: string) {
+  const freed = (
+    await sql<{ day: string; n: number }>`
+      WITH old AS (
+        SELECT id, next_attempt_at AS was FROM messages
+        WHERE mass_email_id = ${massId} AND org_id = ${orgId} AND status = 'queued' AND next_attempt_at <> 'infinity'
+        FOR UPDATE
+      ), held AS (
+        UPDATE messages m SET next_attempt_at = 'infinity', updated_at = now()
+        FROM old WHERE m.id = old.id AND m.status = 'queued'
+        RETURNING old.was
+      )
+      SELECT to_char(was AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS n FROM held GROUP BY 1`.execute(
+      trx,
+    )
+  ).rows;
+  for (const f of freed) await releaseMass(trx, orgId, f.day, f.n);
+  return freed.reduce((n, f) => n + f.n, 0);
 }
 
 /** A send is over when none of its rows can still go out (parked rows waiting for a day count as pending). */

@@ -1,12 +1,11 @@
-import { type Expression, type SqlBool, sql } from 'kysely';
-import { type Actor, can, compileCriteria, requireModule, scope, validateCriteria } from '../crm/index.ts';
+import { sql } from 'kysely';
+import { type Actor, can, requireModule, scope, validateCriteria } from '../crm/index.ts';
 import type { AddressChoice, AudienceSpec, FollowupAudience, MassStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { AppError, forbidden, invalid, notFound } from '../errors.ts';
-import { addressDomain } from './address.ts';
 import { countAudience, resolveAudience } from './audience.ts';
-import { queueParked } from './mass-launch.ts';
-import { gmtDay, gmtDayStart, massDailyLimit, massUsed, nextGmtDay, releaseMass } from './mass-limits.ts';
+import { holdQueued, queueParked } from './mass-launch.ts';
+import { gmtDay, gmtDayStart, massDailyLimit, massUsed, nextGmtDay } from './mass-limits.ts';
 
 // Mass email lifecycle (F3.3–F3.6): create, schedule, edit, stop, start, delete, follow-ups, and the
 // launch that turns a due mass email into one queued message per recipient. The delivery worker
@@ -495,29 +494,6 @@ export async function stopMassEmail(deps: Deps, actor: Actor, id: string) {
     await holdQueued(trx, actor.orgId, m.id);
   });
   return { id: m.id, status: 'stopped' as const };
-}
-
-/**
- * Parks a mass email's unsent rows (they are never claimed while parked) and gives their
- * reserved sends back to the days they were reserved on.
- */
-async function holdQueued(trx: Deps['db'], orgId: string, massId: string) {
-  const freed = (
-    await sql<{ day: string; n: number }>`
-      WITH old AS (
-        SELECT id, next_attempt_at AS was FROM messages
-        WHERE mass_email_id = ${massId} AND org_id = ${orgId} AND status = 'queued' AND next_attempt_at <> 'infinity'
-        FOR UPDATE
-      ), held AS (
-        UPDATE messages m SET next_attempt_at = 'infinity', updated_at = now()
-        FROM old WHERE m.id = old.id AND m.status = 'queued'
-        RETURNING old.was
-      )
-      SELECT to_char(was AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int AS n FROM held GROUP BY 1`.execute(
-      trx,
-    )
-  ).rows;
-  for (const f of freed) await releaseMass(trx, orgId, f.day, f.n);
 }
 
 /** Starts a stopped mass email again: scheduled if its time is ahead, otherwise it sends now. */
