@@ -57,6 +57,8 @@ beforeAll(async () => {
     .values({ org_id: orgA.orgId, module_id: leads.id, name: MARKER, created_by: orgA.adminId })
     .returning('id')
     .executeTakeFirstOrThrow();
+  A.template = tpl.id;
+  A.folder = (await a.req('POST', '/api/template-folders', { name: MARKER })).body.id;
   await t.deps.db
     .insertInto('template_versions')
     .values({
@@ -121,6 +123,12 @@ beforeAll(async () => {
 });
 afterAll(() => t.stop());
 
+// Template routes take A's template or folder id.
+const TEMPLATE_IDS: [string, () => string[]][] = [
+  ['/api/template-folders', () => [A.folder]],
+  ['/api/templates', () => [A.template]],
+];
+
 function paramsFor(url: string): string[] {
   // Try each route with A's own module (unknown to B) and with the shared built-in name.
   const modules = url.includes(':module') ? [A.module, 'leads'] : [''];
@@ -138,7 +146,7 @@ function paramsFor(url: string): string[] {
               ? [A.user]
               : url.startsWith('/api/api-keys')
                 ? [A.apiKey]
-                : [A.gadget, A.lead];
+                : (TEMPLATE_IDS.find(([prefix]) => url.startsWith(prefix))?.[1]() ?? [A.gadget, A.lead]);
   const out: string[] = [];
   for (const m of modules)
     for (const id of ids)
@@ -146,7 +154,8 @@ function paramsFor(url: string): string[] {
         url
           .replace(':module', m === A.module && id === A.lead ? 'leads' : m)
           .replace(':id', id)
-          .replace(':fieldId', A.field),
+          .replace(':fieldId', A.field)
+          .replace(':version', '1'),
       );
   return [...new Set(out)];
 }
@@ -191,6 +200,8 @@ describe('org isolation', () => {
           A.mass,
           A.outbox,
           A.dkimKey,
+          A.template,
+          A.folder,
         ].filter((s) => res.text.includes(s));
         expect({ route: `${r.method} ${url}`, leaked }).toEqual({ route: `${r.method} ${url}`, leaked: [] });
       }
@@ -222,6 +233,13 @@ describe('org isolation', () => {
     const fields = (await a.req('GET', `/api/modules/${A.module}`)).body.fields;
     expect(fields.find((f: { id: string }) => f.id === A.field).label).toBe('Secret');
     expect((await a.req('GET', `/api/outbox/${A.outbox}`)).body.subject).toBe(MARKER);
+    expect((await a.req('GET', `/api/templates/${A.template}`)).body).toMatchObject({
+      name: MARKER,
+      currentVersion: 1,
+    });
+    expect((await a.req('GET', '/api/template-folders')).body).toMatchObject([
+      { id: A.folder, name: MARKER },
+    ]);
     expect((await a.req('GET', '/api/admin/dkim-keys')).body.map((k: { id: string }) => k.id)).toEqual([
       A.dkimKey,
     ]);

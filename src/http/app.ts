@@ -19,6 +19,7 @@ import { automationRoutes } from './routes/automation.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
+import { templateRoutes } from './routes/templates.routes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -99,6 +100,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   deliveryRoutes(app, deps);
   massRoutes(app, deps);
   automationRoutes(app, deps);
+  templateRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
   if (hasWeb) await app.register(fastifyStatic, { root: webDist, wildcard: false, index: ['index.html'] });
