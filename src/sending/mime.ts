@@ -44,6 +44,8 @@ export interface RecipientParts {
   listUnsubscribe?: ListUnsubscribe;
   inReplyTo?: string;
   references?: string[];
+  /** The caller guarantees text and html already end their lines in CRLF (the fast path does). */
+  crlf?: boolean;
 }
 
 export type MessageInput = Omit<SharedParts, 'html'> & RecipientParts;
@@ -84,7 +86,10 @@ const MAX_LINE = 78;
 /** `Name: value\r\n`, folded at whitespace when longer than 78 characters (RFC 5322 §2.2.3). */
 export function headerLine(name: string, value: string): string {
   const line = `${name}: ${value}`;
-  return line.length <= MAX_LINE ? `${line}\r\n` : `${foldLines(line, 76)}\r\n`;
+  if (line.length <= MAX_LINE) return `${line}\r\n`;
+  // One long token (a List-Unsubscribe URL): fold once after the colon, without foldLines' regexes.
+  if (!value.includes(' ') && value.length < 990) return `${name}:\r\n ${value}\r\n`;
+  return `${foldLines(line, 76)}\r\n`;
 }
 
 /** The Date header value: RFC 5322 §3.3, always in +0000. */
@@ -184,8 +189,8 @@ const SEVEN_BIT = /^[\u0009\u000d\u000a\u0020-\u007e]*$/;
  * In a multipart body the CRLF before the next boundary belongs to the boundary (RFC 2046 §5.1.1),
  * so one is always added there; a single-part body only gets a final CRLF when it lacks one.
  */
-function textPart(text: string, multipart: boolean): string {
-  const t = toCrlf(text);
+function textPart(text: string, multipart: boolean, crlf = false): string {
+  const t = crlf ? text : toCrlf(text);
   const end = multipart || !t.endsWith('\r\n') ? '\r\n' : '';
   if (SEVEN_BIT.test(t) && !hasLongLine(t, 998))
     return `Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n${t}${end}`;
@@ -193,8 +198,8 @@ function textPart(text: string, multipart: boolean): string {
   return `Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n${qp}${multipart || !qp.endsWith('\r\n') ? '\r\n' : ''}`;
 }
 
-function htmlPart(html: string): string {
-  return `Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(toCrlf(html))}`;
+function htmlPart(html: string, crlf = false): string {
+  return `Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(crlf ? html : toCrlf(html))}`;
 }
 
 /** Per-recipient headers: To, Subject, Date, Message-ID, threading and List-Unsubscribe. */
@@ -213,11 +218,11 @@ function recipientHeaders(r: RecipientParts): string {
 /** The message for one recipient, as one Buffer with CRLF line endings. */
 export function renderMessage(s: MessageSkeleton, r: RecipientParts): Buffer {
   const head = s.fixedHeaders + recipientHeaders(r) + s.mimeHeaders;
-  if (!s.html) return Buffer.from(head + textPart(r.text, false), 'utf8');
+  if (!s.html) return Buffer.from(head + textPart(r.text, false, r.crlf), 'utf8');
   if (r.html == null) throw invalid('html body missing for a multipart message');
   const b = s.boundary;
   return Buffer.from(
-    `${head}--${b}\r\n${textPart(r.text, true)}--${b}\r\n${htmlPart(r.html)}--${b}--\r\n`,
+    `${head}--${b}\r\n${textPart(r.text, true, r.crlf)}--${b}\r\n${htmlPart(r.html, r.crlf)}--${b}--\r\n`,
     'utf8',
   );
 }

@@ -63,12 +63,25 @@ function tags(secret: string | Buffer, id: Buffer, items: [number, number][]): B
   return c.update(blocks);
 }
 
-function encode(id: Buffer, code: number, index: number, tagBlock: Buffer, at: number): string {
+/** Writes one token's 30 bytes at `at` in `out`. */
+function writeToken(
+  out: Buffer,
+  at: number,
+  id: Buffer,
+  code: number,
+  index: number,
+  tagBlock: Buffer,
+  tagAt: number,
+) {
+  out[at] = code;
+  id.copy(out, at + 1);
+  out.writeUInt16BE(index, at + 17);
+  tagBlock.copy(out, at + 19, tagAt, tagAt + TAG_BYTES);
+}
+
+function encode(id: Buffer, code: number, index: number, tagBlock: Buffer, tagAt: number): string {
   const t = Buffer.allocUnsafe(TOKEN_BYTES);
-  t[0] = code;
-  id.copy(t, 1);
-  t.writeUInt16BE(index, 17);
-  tagBlock.copy(t, 19, at, at + TAG_BYTES);
+  writeToken(t, 0, id, code, index, tagBlock, tagAt);
   return t.toString('base64url');
 }
 
@@ -111,13 +124,14 @@ export function messageTrackingTokens(
   ];
   for (let i = 0; i < linkCount; i++) items.push([KIND_CODE.click, i]);
   const t = tags(secret, id, items);
+  // All tokens in one buffer, each encoded from its slice: one allocation per message, not per link.
+  const all = Buffer.allocUnsafe(TOKEN_BYTES * items.length);
+  for (let i = 0; i < items.length; i++)
+    writeToken(all, TOKEN_BYTES * i, id, items[i][0], items[i][1], t, 16 * i);
+  const token = (i: number) => all.toString('base64url', TOKEN_BYTES * i, TOKEN_BYTES * (i + 1));
   const clicks = new Array<string>(linkCount);
-  for (let i = 0; i < linkCount; i++) clicks[i] = encode(id, KIND_CODE.click, i, t, 16 * (i + 2));
-  return {
-    open: encode(id, KIND_CODE.open, 0, t, 0),
-    unsubscribe: encode(id, KIND_CODE.unsubscribe, 0, t, 16),
-    clicks,
-  };
+  for (let i = 0; i < linkCount; i++) clicks[i] = token(i + 2);
+  return { open: token(0), unsubscribe: token(1), clicks };
 }
 
 /** What a token points at, or null when it is malformed, altered or made with another secret. */

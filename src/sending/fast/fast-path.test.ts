@@ -146,6 +146,17 @@ describe('buildBatch', () => {
     expect(built[2].ok && built[2].raw.toString()).toContain('Subject: Hello B Bcc: x@evil.example\r\n');
   });
 
+  it('turns line breaks in merge values into CRLF (no bare LF reaches the wire)', async () => {
+    const send = prepareSend(input());
+    const [b] = buildBatch(send, [recipient({ lead: { first_name: 'Ann\nMarie\r', id: 'x', vip: false } })]);
+    if (!b.ok) throw new Error(b.error);
+    const raw = b.raw.toString('latin1');
+    expect(/\r(?!\n)|(?<!\r)\n/.test(raw)).toBe(false);
+    const m = await simpleParser(b.raw);
+    expect(m.text).toBe('Hi Ann\nMarie\n,\n.bye\n');
+    expect(m.subject).toBe('Hello Ann Marie');
+  });
+
   it('builds text-only, untracked messages without List-Unsubscribe', async () => {
     const send = prepareSend(
       input({

@@ -116,6 +116,7 @@ function decodeEntities(s: string): string {
 
 const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 const crlf = (s: string) => s.replace(/\r\n|\r|\n/g, '\r\n');
+const hasBreak = (s: string) => s.includes('\n') || s.includes('\r');
 
 // `{{ a.b.c }}` or `{{ a.b | default: "text" }}`: the merge fields of almost every template.
 const SIMPLE_OUTPUT =
@@ -241,7 +242,7 @@ export function prepareSend(input: PrepareSendInput): PreparedSend {
       extraHeaders: input.extraHeaders,
       html: html != null,
     }),
-    subject: compile(engine, input.template.subject),
+    subject: compile(engine, input.template.subject), // line breaks become spaces in buildBatch
     html,
     text: compile(engine, crlf(input.template.text)),
     base,
@@ -267,11 +268,12 @@ function render(
     else if ('slot' in p) {
       const fast = p.fast && evalFast(p.fast, merge.scope);
       if (fast !== undefined && fast !== null) {
-        out += fast;
+        out += hasBreak(fast) ? crlf(fast) : fast;
         continue;
       }
       merge.ctx ??= new Context(merge.scope, engine.options, { sync: true }, { liquid: engine });
-      const s = engine.renderSync(p.slot, merge.ctx) as string;
+      let s = engine.renderSync(p.slot, merge.ctx) as string;
+      if (hasBreak(s)) s = crlf(s); // fixed text is CRLF already (prepareSend): only merges need it
       // a tag's body (an {% if %} around a link) renders our markers; merge values cannot hold NUL
       out += mark && s.includes('\u0000') ? s.replace(MARK, (_m, k: string) => mark(k)) : s;
     } else if (mark) out += 'link' in p ? mark(String(p.link)) : mark('P');
@@ -329,6 +331,7 @@ export function buildBatch(
         html,
         messageIdHeader: r.messageIdHeader,
         date,
+        crlf: true,
         listUnsubscribe: input.listUnsubscribe
           ? { url: `${base}u/${tokens.unsubscribe}`, post: input.listUnsubscribe.oneClick }
           : undefined,
