@@ -186,6 +186,18 @@ describe('SMTP pipeline', () => {
     await p.close();
   });
 
+  it('refuses envelope addresses that could inject SMTP commands', async () => {
+    const s = await startServer();
+    const p = pool(s.port);
+    const r = await p.send(
+      { from: 'a@example.com>\r\nRCPT TO:<victim@example.net', to: ['r@example.org'] },
+      message(1),
+    );
+    expect(r).toMatchObject({ status: 'failed', stage: 'MAIL' });
+    expect(s.received).toHaveLength(0);
+    await p.close();
+  });
+
   it('defers when the relay cannot be reached', async () => {
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));

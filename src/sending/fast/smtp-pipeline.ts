@@ -60,6 +60,8 @@ export interface SmtpPipelineOptions {
 const CRLF = Buffer.from('\r\n');
 const DOT_END = Buffer.from('.\r\n');
 const MAX_RESPONSE = 1000;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these characters are what must not pass
+const UNSAFE_PATH = /[\u0000\r\n<>]/;
 
 const clip = (s: string) => (s.length > MAX_RESPONSE ? `${s.slice(0, MAX_RESPONSE - 1)}…` : s);
 
@@ -464,6 +466,7 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
     c.open().then(
       () => {
         opening--;
+        if (closing && waiting.length === 0) return c.quit();
         conns.add(c);
         dispatch();
       },
@@ -486,6 +489,14 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
     send(envelope, raw) {
       if (closing) return Promise.reject(new Error('the SMTP pool is closed'));
       if (envelope.to.length !== 1) return Promise.reject(new Error('one recipient per message'));
+      // The addresses go into MAIL FROM:<…> / RCPT TO:<…> as they are: no line breaks, no brackets.
+      if (UNSAFE_PATH.test(envelope.from) || UNSAFE_PATH.test(envelope.to[0]))
+        return Promise.resolve<PipelineResult>({
+          status: 'failed',
+          code: null,
+          response: 'the envelope address contains a line break, a NUL or an angle bracket',
+          stage: 'MAIL',
+        });
       inFlight++;
       return new Promise<PipelineResult>((resolve) => {
         waiting.push({
