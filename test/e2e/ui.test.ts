@@ -1,46 +1,15 @@
 // The web UI end to end: a real server on the test database, the built SPA, Debian's Chromium.
 // Signs in, creates a lead through the form (server validation first), filters the list with the
 // advanced filter, saves it as a view, opens the record, and leaves a screenshot in test-results/.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp } from '../support/app.ts';
+import { ensureWebBuilt } from './web-build.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const CHROMIUM = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
-
-function newestMtime(path: string): number {
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  let max = st.mtimeMs;
-  for (const e of readdirSync(path)) max = Math.max(max, newestMtime(join(path, e)));
-  return max;
-}
-
-/** Builds web/dist when it is missing or older than its sources (about a second with Vite). */
-function ensureWebBuilt() {
-  const built = join(root, 'web', 'dist', 'index.html');
-  const sources = Math.max(
-    newestMtime(join(root, 'web', 'src')),
-    newestMtime(join(root, 'web', 'index.html')),
-    newestMtime(join(root, 'web', 'vite.config.ts')),
-  );
-  if (existsSync(built) && statSync(built).mtimeMs >= sources) return;
-  execFileSync(
-    process.execPath,
-    [
-      join(root, 'node_modules', 'vite', 'bin', 'vite.js'),
-      'build',
-      '--config',
-      'web/vite.config.ts',
-      '--logLevel',
-      'warn',
-    ],
-    { cwd: root, stdio: 'pipe' },
-  );
-}
 
 describe('web UI', () => {
   let app: Awaited<ReturnType<typeof startTestApp>>;

@@ -17,6 +17,8 @@ import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
 import { RecordDetailPage } from './pages/RecordDetailPage.tsx';
 import { RecordFormPage } from './pages/RecordFormPage.tsx';
 import { ApiKeysPage, MySettingsPage, SettingsLayout } from './pages/SettingsPages.tsx';
+import { TemplateEditorPage } from './pages/templates/TemplateEditorPage.tsx';
+import { TemplatesPage } from './pages/templates/TemplatesPage.tsx';
 import { useMeQuery } from './queries.ts';
 import { SessionProvider, useIsAdmin } from './session.tsx';
 import './styles.css';
@@ -79,6 +81,9 @@ const router = createBrowserRouter([
           { path: 'm/:module/import', element: <ImportPage /> },
           { path: 'm/:module/:id', element: <RecordDetailPage /> },
           { path: 'm/:module/:id/edit', element: <RecordFormPage /> },
+          { path: 'templates', element: <TemplatesPage /> },
+          { path: 'templates/new', element: <TemplateEditorPage /> },
+          { path: 'templates/:id', element: <TemplateEditorPage /> },
           {
             path: 'settings',
             element: <SettingsLayout />,

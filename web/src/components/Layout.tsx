@@ -40,6 +40,9 @@ export function Layout() {
           <span className="org-name" title={me.org.name}>
             {me.org.name}
           </span>
+          <NavLink to="/templates" className="topbar-link">
+            {t('nav.templates')}
+          </NavLink>
           <NavLink to="/settings" className="topbar-link">
             {t('nav.settings')}
           </NavLink>
