@@ -88,11 +88,11 @@ describe('autoresponders', () => {
     });
     await backdate(fair.id, new Date('2026-05-01T10:00:00Z'));
     now = new Date('2026-05-03T09:59:00Z');
-    await runAutomations(deps);
+    await runAutomations(deps, { orgId: admin.orgId });
     expect(await sentTo('autoresponder_id', a.id)).toEqual([]);
     now = new Date('2026-05-03T10:01:00Z');
-    await runAutomations(deps);
-    await runAutomations(deps);
+    await runAutomations(deps, { orgId: admin.orgId });
+    await runAutomations(deps, { orgId: admin.orgId });
     expect(await sentTo('autoresponder_id', a.id)).toEqual(['web@x.example']);
     const usage = await deps.db
       .selectFrom('daily_usage')
@@ -131,7 +131,7 @@ describe('workflow email rules', () => {
     await backdate(hot.id, at(1));
     await backdate(cold.id, at(1));
     now = at(2);
-    await runAutomations(deps);
+    await runAutomations(deps, { orgId: admin.orgId });
     const adminEmail = (
       await deps.db
         .selectFrom('users')
@@ -143,15 +143,15 @@ describe('workflow email rules', () => {
     await updateRecord(deps, admin, 'leads', cold.id, { data: { rating: 'Active' } });
     await touch(cold.id, 3);
     now = at(4);
-    await runAutomations(deps);
-    await runAutomations(deps);
+    await runAutomations(deps, { orgId: admin.orgId });
+    await runAutomations(deps, { orgId: admin.orgId });
     expect((await sentTo('workflow_rule_id', w.id)).filter((x) => x === 'cold@x.example')).toHaveLength(1);
     expect(await sentTo('workflow_rule_id', w.id)).toHaveLength(4);
     await setAutomationActive(deps, admin, 'workflow', w.id, false);
     await updateRecord(deps, admin, 'leads', hot.id, { data: { last_name: 'Hotter' } });
     await touch(hot.id, 5);
     now = at(6);
-    await runAutomations(deps);
+    await runAutomations(deps, { orgId: admin.orgId });
     expect(await sentTo('workflow_rule_id', w.id)).toHaveLength(4);
   });
 });

@@ -7,10 +7,12 @@ let t: Awaited<ReturnType<typeof startTestApp>>;
 let admin: Client;
 let clerk: Client;
 let templateId: string;
+let orgId: string;
 
 beforeAll(async () => {
   t = await startTestApp();
   const org = await t.createOrg();
+  orgId = org.orgId;
   admin = await login(t.app, org.adminEmail, org.adminPassword);
   // A user whose profile may read contacts but not mass email them.
   const prof = await admin.req('POST', '/api/profiles', {
@@ -102,7 +104,7 @@ describe('mass email API', () => {
       audience,
     });
     expect(c.status).toBe(201);
-    await launchDue(t.deps);
+    await launchDue(t.deps, { orgId });
     const sent = await admin.req('GET', '/api/mass-emails?folder=sent');
     expect(sent.body.massEmails.map((m: { id: string }) => m.id)).toContain(c.body.id);
     await sql`UPDATE messages SET status = 'sent', sent_at = now() WHERE mass_email_id = ${c.body.id}`.execute(

@@ -115,7 +115,7 @@ describe('mass email lifecycle', () => {
 
   it('sends now: one queued message per recipient, exclusions with reasons, usage counted', async () => {
     const id = await createMassEmail(deps, ent.admin, base(ent));
-    expect(await launchDue(deps)).toBeGreaterThanOrEqual(1);
+    expect(await launchDue(deps, { orgId: ent.admin.orgId })).toBeGreaterThanOrEqual(1);
     const m = await getMassEmail(deps, ent.admin, id);
     expect(m.status).toBe('sending');
     expect(m.recipients).toBe(45);
@@ -130,7 +130,7 @@ describe('mass email lifecycle', () => {
       .execute();
     expect(ex.map((e) => e.reason)).toEqual(Array(5).fill('opted_out'));
     // Launching again does nothing: each mass email is launched once.
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     expect(await rows(id)).toHaveLength(45);
     const usage = await deps.db
       .selectFrom('daily_usage')
@@ -164,10 +164,10 @@ describe('mass email lifecycle', () => {
     const late = await updateMassEmail(deps, ent.admin, id, { name: 'Too late' });
     expect(late).toMatchObject({ status: 'stopped', stoppedBecauseEditedLate: true });
     now = new Date('2026-06-10T09:05:00Z');
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     expect((await getMassEmail(deps, ent.admin, id)).started_at).toBeNull(); // a stopped one never fires
     await startMassEmail(deps, ent.admin, id); // its time has passed: it sends now
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     expect((await rows(id)).length).toBe(45);
     await deleteMassEmail(deps, ent.other, id);
     await expect(getMassEmail(deps, ent.admin, id)).rejects.toThrow(/not found/);
@@ -177,7 +177,7 @@ describe('mass email lifecycle', () => {
   it('stops a send in progress (the rest waits) and resumes it', async () => {
     now = new Date('2026-06-10T12:00:00Z');
     const id = await createMassEmail(deps, ent.admin, base(ent));
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     await sql`UPDATE messages SET status = 'sent' WHERE id IN (SELECT id FROM messages WHERE mass_email_id = ${id} ORDER BY id LIMIT 10)`.execute(
       deps.db,
     );
@@ -199,7 +199,7 @@ describe('mass email limits', () => {
     const std = await newOrg('standard', 330); // 297 can receive; Standard allows 250 a day
     await expect(createMassEmail(deps, std.admin, base(std))).rejects.toThrow(/297 recipients but only 250/);
     const id = await createMassEmail(deps, std.admin, { ...base(std), allowWait: true });
-    await launchDue(deps);
+    await launchDue(deps, { orgId: std.admin.orgId });
     const r = await rows(id);
     expect(r.filter((x) => x.day === '2026-07-01')).toHaveLength(250);
     expect(r.filter((x) => x.day === '2026-07-02')).toHaveLength(47);
@@ -209,7 +209,11 @@ describe('mass email limits', () => {
     now = new Date('2026-08-01T10:00:00Z');
     const std = await newOrg('standard', 110); // 99 recipients each
     for (let i = 0; i < 4; i++) await createMassEmail(deps, std.admin, { ...base(std), allowWait: true });
-    await Promise.all([launchDue(deps), launchDue(deps), launchDue(deps)]);
+    await Promise.all([
+      launchDue(deps, { orgId: std.admin.orgId }),
+      launchDue(deps, { orgId: std.admin.orgId }),
+      launchDue(deps, { orgId: std.admin.orgId }),
+    ]);
     const today = (
       await sql<{
         n: number;
@@ -256,19 +260,19 @@ describe('follow-ups', () => {
         },
       ],
     });
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     // Everything was delivered; three people opened it.
     await sql`UPDATE messages SET status = 'sent' WHERE mass_email_id = ${id}`.execute(deps.db);
     await sql`UPDATE messages SET opened_at = now() WHERE id IN (SELECT id FROM messages WHERE mass_email_id = ${id} ORDER BY id LIMIT 3)`.execute(
       deps.db,
     );
     now = new Date('2026-09-03T10:00:00Z');
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     const f = (await getMassEmail(deps, ent.admin, id)).followups[0];
     expect(f.started_at).toBeNull();
     expect(new Date(f.send_at as Date).toISOString()).toBe('2026-09-04T10:00:00.000Z');
     now = new Date('2026-09-04T10:01:00Z');
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     const fr = await rows(f.id);
     const opened = (
       await sql<{
@@ -300,7 +304,7 @@ describe('bounce-rate guard', () => {
     now = new Date('2026-10-01T10:00:00Z');
     const ent = await newOrg('enterprise', 700); // 630 recipients
     const id = await createMassEmail(deps, ent.admin, base(ent));
-    await launchDue(deps);
+    await launchDue(deps, { orgId: ent.admin.orgId });
     const ids = (
       await sql<{ id: string }>`SELECT id FROM messages WHERE mass_email_id = ${id} ORDER BY id`.execute(
         deps.db,
@@ -312,12 +316,12 @@ describe('bounce-rate guard', () => {
     await sql`UPDATE messages SET status = 'failed', smtp_code = 550 WHERE id = ANY(${ids.slice(480, 500)}::uuid[])`.execute(
       deps.db,
     );
-    await launchDue(deps); // 20 of 500 = 4 %: goes on
+    await launchDue(deps, { orgId: ent.admin.orgId }); // 20 of 500 = 4 %: goes on
     expect((await getMassEmail(deps, ent.admin, id)).status).toBe('sending');
     await sql`UPDATE messages SET status = 'failed', smtp_code = 550 WHERE id = ANY(${ids.slice(500, 520)}::uuid[])`.execute(
       deps.db,
     );
-    await launchDue(deps); // 40 of 520 = 7.7 %: paused
+    await launchDue(deps, { orgId: ent.admin.orgId }); // 40 of 520 = 7.7 %: paused
     const m = await getMassEmail(deps, ent.admin, id);
     expect(m).toMatchObject({ status: 'stopped', stop_reason: 'bounce_rate_too_high' });
     const r = await rows(id);

@@ -95,7 +95,7 @@ describe('a mass email, end to end', () => {
         criteria: { conditions: [{ field: 'last_name', op: 'starts_with', value: 'L' }] },
       },
     });
-    await launchDue(deps);
+    await launchDue(deps, { orgId: admin.orgId });
     for (let i = 0; i < 10; i++) {
       const c = await deliverDue(deps, { orgId: admin.orgId, render: renderTemplateRows });
       if (c.claimed === 0) break;
@@ -121,7 +121,7 @@ describe('a mass email, end to end', () => {
       .execute();
     expect(rows.every((r) => r.status === 'sent')).toBe(true);
     expect(rows.filter((r) => r.subject === 'Hello there')).toHaveLength(20);
-    await launchDue(deps); // finishes sends with nothing left to go
+    await launchDue(deps, { orgId: admin.orgId }); // finishes sends with nothing left to go
     expect((await getMassEmail(deps, admin, id)).status).toBe('sent');
   });
 });

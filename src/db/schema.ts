@@ -299,6 +299,7 @@ export interface MessagesTable {
   replied_at: Timestamp | null;
   autoresponder_id: string | null;
   workflow_rule_id: string | null;
+  handed_over_at: Timestamp | null;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }

@@ -223,12 +223,22 @@ export async function deleteAutomation(
 }
 
 /** Runs every active autoresponder and workflow rule once; returns how many messages were queued. */
-export async function runAutomations(deps: Deps): Promise<number> {
+export async function runAutomations(deps: Deps, opts: { orgId?: string } = {}): Promise<number> {
   let queued = 0;
-  const ars = await deps.db.selectFrom('autoresponders').select('id').where('active', '=', true).execute();
+  const ars = await deps.db
+    .selectFrom('autoresponders')
+    .select('id')
+    .where('active', '=', true)
+    .$if(!!opts.orgId, (q) => q.where('org_id', '=', opts.orgId as string))
+    .execute();
   for (const a of ars)
     queued += await deps.db.transaction().execute((trx) => runAutoresponder({ ...deps, db: trx }, a.id));
-  const wfs = await deps.db.selectFrom('workflow_rules').select('id').where('active', '=', true).execute();
+  const wfs = await deps.db
+    .selectFrom('workflow_rules')
+    .select('id')
+    .where('active', '=', true)
+    .$if(!!opts.orgId, (q) => q.where('org_id', '=', opts.orgId as string))
+    .execute();
   for (const w of wfs)
     queued += await deps.db.transaction().execute((trx) => runWorkflowRule({ ...deps, db: trx }, w.id));
   return queued;

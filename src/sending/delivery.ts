@@ -9,7 +9,9 @@
 //   4xx, or no reply before the message   → deferred; retried after 1 min × 2^(attempts−1) (capped at
 //     was sent (refused, dropped, timeout)   1 h, ±20 % jitter) until expires_at, then failed
 //   no reply after the whole message      → unknown: it may have been delivered, never re-sent
-//   still 'sending' after STUCK_AFTER_MS  → unknown (the worker died), by recoverStuck
+//   still 'sending' after STUCK_AFTER_MS  → the worker died (recoverStuck): unknown if it had been
+//                                            handed to the SMTP connection (handed_over_at), back to
+//                                            the queue if not, sent if its bytes are in the outbox
 // A claimed message that could not start within RESERVE_HORIZON_MS (rate or connection limits) is
 // released unattempted: back to its previous status, due again when the limit allows.
 import { randomUUID } from 'node:crypto';
@@ -167,7 +169,7 @@ async function claim(deps: Deps, now: Date, limit: number, orgId?: string): Prom
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     )
-    UPDATE messages m SET status = 'sending', claimed_at = ${now}, updated_at = ${now}
+    UPDATE messages m SET status = 'sending', claimed_at = ${now}, handed_over_at = NULL, updated_at = ${now}
     FROM due WHERE m.id = due.id
     RETURNING m.id, m.org_id, m.kind, m.module_id, m.record_id, m.template_id, m.template_version,
       m.mass_email_id, m.sender_id, m.from_address, m.from_name, m.reply_to, m.to_address, m.to_name,
@@ -569,11 +571,54 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     }
   }
 
-  await Promise.all(toRelay.map((p) => sendThroughRelay(p, results)));
+  const marks = new HandoverMarks(deps);
+  await Promise.all(toRelay.map((p) => sendThroughRelay(p, results, marks)));
   return results.close();
 }
 
-async function sendThroughRelay(p: Prepared, results: ResultWriter): Promise<void> {
+/**
+ * Records that messages are about to be handed to an SMTP connection, a few at a time (one UPDATE
+ * per HANDOVER_BATCH or per tick), and resolves once that is durable: a crash can then only leave
+ * as 'unknown' the handful being sent at that moment, not a whole claimed batch.
+ */
+class HandoverMarks {
+  private ids: string[] = [];
+  private waiting: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private scheduled = false;
+  constructor(private readonly deps: Deps) {}
+  mark(id: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.ids.push(id);
+      this.waiting.push({ resolve, reject });
+      if (this.ids.length >= HANDOVER_BATCH) this.flush();
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+  private flush() {
+    this.scheduled = false;
+    const ids = this.ids;
+    const waiting = this.waiting;
+    this.ids = [];
+    this.waiting = [];
+    if (!ids.length) return;
+    sql`UPDATE messages SET handed_over_at = ${this.deps.clock.now()} WHERE id = ANY(${ids}::uuid[]) AND status = 'sending'`
+      .execute(this.deps.db)
+      .then(
+        () => {
+          for (const w of waiting) w.resolve();
+        },
+        (e) => {
+          for (const w of waiting) w.reject(e);
+        },
+      );
+  }
+}
+const HANDOVER_BATCH = 32;
+
+async function sendThroughRelay(p: Prepared, results: ResultWriter, marks: HandoverMarks): Promise<void> {
   const relay = p.relay as RelayTransport;
   const domain = addressDomain(p.envelope.to);
   // reserve() runs synchronously for every message in claim order, before any of them awaits.
@@ -589,15 +634,39 @@ async function sendThroughRelay(p: Prepared, results: ResultWriter): Promise<voi
     return;
   }
   try {
+    try {
+      await marks.mark(p.m.id);
+    } catch {
+      results.release(p.m, 5_000); // not handed over: safe to try again
+      return;
+    }
     results.outcome(p.m, await relay.send(p.envelope, p.raw), 'relay');
   } finally {
     release();
   }
 }
 
-/** Marks messages left in 'sending' by a worker that died as unknown; returns how many. */
+/**
+ * Settles messages left in 'sending' by a worker that died (claimed before `olderThanMs` ago): those
+ * whose bytes are in the outbox were sent; those never handed to an SMTP connection go back to the
+ * queue; the rest may or may not have been delivered and become unknown (never re-sent). Returns
+ * how many became unknown.
+ */
 export async function recoverStuck(deps: Deps, olderThanMs = STUCK_AFTER_MS): Promise<number> {
   const now = deps.clock.now();
+  const before = new Date(now.getTime() - olderThanMs);
+  await sql`UPDATE messages m SET status = 'sent', sent_at = o.created_at, transport = 'outbox', updated_at = ${now},
+      smtp_response = 'stored in the local outbox (no SMTP relay is set up)'
+    FROM outbox o WHERE o.message_id = m.id AND m.status = 'sending' AND m.claimed_at < ${before}`.execute(
+    deps.db,
+  );
+  await deps.db
+    .updateTable('messages')
+    .set({ status: 'queued', next_attempt_at: now, updated_at: now })
+    .where('status', '=', 'sending')
+    .where('claimed_at', '<', before)
+    .where('handed_over_at', 'is', null)
+    .execute();
   const r = await deps.db
     .updateTable('messages')
     .set({
@@ -607,7 +676,7 @@ export async function recoverStuck(deps: Deps, olderThanMs = STUCK_AFTER_MS): Pr
       updated_at: now,
     })
     .where('status', '=', 'sending')
-    .where('claimed_at', '<', new Date(now.getTime() - olderThanMs))
+    .where('claimed_at', '<', before)
     .executeTakeFirst();
   return Number(r.numUpdatedRows);
 }

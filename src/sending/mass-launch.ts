@@ -24,19 +24,19 @@ const FOLLOWUP_FILTER: Record<FollowupAudience, string> = {
 const lifetimeMs = (deps: Deps) => deps.config.deliveryLifetimeHours * 3_600_000;
 
 /** Launches every due mass email and follow-up; returns how many were launched. */
-export async function launchDue(deps: Deps): Promise<number> {
-  await finishDone(deps);
-  await guardBounces(deps);
+export async function launchDue(deps: Deps, opts: { orgId?: string } = {}): Promise<number> {
+  await finishDone(deps, opts.orgId);
+  await guardBounces(deps, opts.orgId);
   let launched = 0;
   for (let i = 0; i < 100; i++) {
-    const did = await deps.db.transaction().execute((trx) => launchOne({ ...deps, db: trx }));
+    const did = await deps.db.transaction().execute((trx) => launchOne({ ...deps, db: trx }, opts.orgId));
     if (!did) break;
     launched++;
   }
   return launched;
 }
 
-async function launchOne(deps: Deps): Promise<boolean> {
+async function launchOne(deps: Deps, orgId?: string): Promise<boolean> {
   const now = deps.clock.now();
   // Follow-ups timed "N days after the previous send" get their time once that send has started.
   await sql`
@@ -64,7 +64,7 @@ async function launchOne(deps: Deps): Promise<boolean> {
       module: string;
     }>`
       SELECT me.*, mo.api_name AS module FROM mass_emails me JOIN modules mo ON mo.id = me.module_id
-      WHERE me.started_at IS NULL AND me.send_at <= ${now}
+      WHERE me.started_at IS NULL AND me.send_at <= ${now} ${orgId ? sql`AND me.org_id = ${orgId}` : sql``}
         AND (me.status = 'sending' OR (me.status = 'scheduled'
           AND (me.parent_id IS NULL OR EXISTS (SELECT 1 FROM mass_emails p WHERE p.id = me.parent_id AND p.started_at IS NOT NULL))))
       ORDER BY me.send_at
@@ -192,7 +192,7 @@ async function launchOne(deps: Deps): Promise<boolean> {
 export const BOUNCE_GUARD_MIN = 500;
 export const BOUNCE_GUARD_RATE = 0.05;
 
-export async function guardBounces(deps: Deps): Promise<string[]> {
+export async function guardBounces(deps: Deps, orgId?: string): Promise<string[]> {
   const hit = (
     await sql<{ id: string; org_id: string; created_by: string; name: string; done: number; hard: number }>`
       SELECT me.id, me.org_id, me.created_by, me.name, c.done, c.hard FROM mass_emails me
@@ -201,7 +201,7 @@ export async function guardBounces(deps: Deps): Promise<string[]> {
           count(*) FILTER (WHERE m.bounce_kind = 'hard' OR (m.status = 'failed' AND m.smtp_code >= 500))::int AS hard
         FROM messages m WHERE m.mass_email_id = me.id
       ) c
-      WHERE me.status = 'sending' AND c.done >= ${BOUNCE_GUARD_MIN} AND c.hard > c.done * ${BOUNCE_GUARD_RATE}::float8
+      WHERE me.status = 'sending' ${orgId ? sql`AND me.org_id = ${orgId}` : sql``} AND c.done >= ${BOUNCE_GUARD_MIN} AND c.hard > c.done * ${BOUNCE_GUARD_RATE}::float8
       FOR UPDATE OF me SKIP LOCKED`.execute(deps.db)
   ).rows;
   for (const m of hit) {
@@ -292,10 +292,10 @@ export async function holdQueued(trx: Deps['db'], orgId: string, massId: string)
 }
 
 /** A send is over when none of its rows can still go out (parked rows waiting for a day count as pending). */
-export async function finishDone(deps: Deps) {
+export async function finishDone(deps: Deps, orgId?: string) {
   await sql`
     UPDATE mass_emails me SET status = 'sent', finished_at = now(), updated_at = now()
-    WHERE me.status = 'sending' AND me.started_at IS NOT NULL
+    WHERE me.status = 'sending' AND me.started_at IS NOT NULL ${orgId ? sql`AND me.org_id = ${orgId}` : sql``}
       AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.mass_email_id = me.id AND m.status IN ('queued', 'sending', 'deferred'))`.execute(
     deps.db,
   );

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
 import pino from 'pino';
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createOrg as createOrgService } from '../../src/crm/index.ts';
+import { migrate } from '../../src/db/migrate.ts';
 import { openDatabase } from '../../src/db/pool.ts';
 import { type Clock, type Deps, systemClock } from '../../src/deps.ts';
 import { buildApp } from '../../src/http/app.ts';
@@ -105,4 +107,41 @@ export async function startTestApp(clock?: Clock) {
       await deps.close();
     },
   };
+}
+
+/**
+ * A database of its own on the test server, migrated, for tests that run real worker processes:
+ * a worker takes every org's due work, so it must not share a database with other test files.
+ */
+export async function ownDatabase(clock: Clock = systemClock) {
+  const shared = inject('dbUrl');
+  const name = `parley_own_${process.pid}_${randomBytes(3).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: shared });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  await admin.end();
+  const u = new URL(shared);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const database = openDatabase(url, 5);
+  await migrate(database.pool);
+  const config = loadConfig({
+    PARLEY_DATABASE_URL: url,
+    PARLEY_LOG_LEVEL: 'silent',
+    PARLEY_SECRET: 'test-secret-0123456789-0123456789-abcdef',
+  });
+  const deps: Deps & { close(): Promise<void> } = {
+    db: database.db,
+    clock,
+    log: pino({ level: 'silent' }),
+    config,
+    async close() {
+      await database.close();
+      const a = new pg.Client({ connectionString: shared });
+      await a.connect();
+      await a.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+      await a.end();
+    },
+  };
+  return { url, deps };
 }

@@ -144,3 +144,8 @@ CREATE UNIQUE INDEX messages_autoresponder_once ON messages (autoresponder_id, r
 ALTER TABLE messages DROP CONSTRAINT messages_kind_check;
 ALTER TABLE messages ADD CONSTRAINT messages_kind_check
   CHECK (kind IN ('individual', 'mass', 'test', 'system', 'autoresponder', 'workflow'));
+
+-- When a claimed message was handed to the SMTP connection (written, in small batches, before the
+-- hand-over). After a crash, a 'sending' row without it was never offered to any server and goes
+-- back to the queue; only rows with it can have been delivered, and become 'unknown'.
+ALTER TABLE messages ADD COLUMN handed_over_at timestamptz;
