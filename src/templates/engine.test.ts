@@ -190,5 +190,8 @@ describe('template sandbox', () => {
   it('renders a text-only template without an HTML part', async () => {
     const r = await renderCompiled(compileTemplate({ subject: 'S', html: null, text: 'T' }), {});
     expect(r).toEqual({ subject: 'S', html: null, text: 'T' });
+    expect(
+      (await renderCompiled(compileTemplate({ subject: 'S', html: '', text: 'T' }), {})).html,
+    ).toBeNull();
   });
 });

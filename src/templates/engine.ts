@@ -87,7 +87,7 @@ export type TemplatePart = 'subject' | 'html' | 'text';
 /** What a template version holds for sending: Liquid sources (html already CSS-inlined). */
 export interface TemplateSource {
   subject: string;
-  /** Null or absent for a text-only message. */
+  /** Null, absent or '' for a text-only message. */
   html?: string | null;
   text: string;
 }
@@ -145,7 +145,8 @@ function parsePart(engine: Liquid, part: TemplatePart, source: string): Template
  * line) when a part is not valid Liquid or uses include/render/layout.
  */
 export function compileTemplate(version: TemplateSource): CompiledTemplate {
-  const html = version.html ?? null;
+  // A text-only version stores html '' (the column is NOT NULL): it has no HTML part.
+  const html = version.html ? version.html : null;
   return {
     source: { subject: version.subject, html, text: version.text },
     subject: parsePart(textEngine, 'subject', version.subject),
