@@ -113,7 +113,7 @@ async function runBench() {
     `<body style="margin:0;padding:0;background:#f4f4f4;">\n<table role="presentation" width="100%" cellpadding="0" cellspacing="0" style="background:#f4f4f4;">` +
     `<tr><td align="center"><table role="presentation" width="600" cellpadding="0" cellspacing="0" style="background:#ffffff;">\n` +
     `<tr><td style="padding:32px;font-family:Helvetica,Arial,sans-serif;font-size:22px;color:#111111;">Hi {{ lead.first_name | default: "there" }},</td></tr>\n` +
-    Array.from({ length: 14 }, (_, i) => para(i + 1)).join('') +
+    Array.from({ length: 17 }, (_, i) => para(i + 1)).join('') +
     `<tr><td style="padding:16px 32px;font-family:Helvetica,Arial,sans-serif;font-size:15px;color:#333333;">` +
     `Best regards,<br>{{ owner.name }}<br>{{ org.name }}</td></tr>\n` +
     `<tr><td style="padding:16px 32px;font-family:Helvetica,Arial,sans-serif;font-size:12px;color:#888888;">` +
