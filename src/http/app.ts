@@ -17,6 +17,7 @@ import { adminRoutes } from './routes/admin.routes.ts';
 import { authRoutes } from './routes/auth.routes.ts';
 import { automationRoutes } from './routes/automation.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
+import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
@@ -100,6 +101,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   deliveryRoutes(app, deps);
   massRoutes(app, deps);
   automationRoutes(app, deps);
+  individualRoutes(app, deps);
   templateRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
