@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../src/crm/index.ts';
+import { buildApp } from '../src/http/app.ts';
 import { closeSignPool, deliverDue } from '../src/sending/delivery.ts';
 import { createMassEmail, getMassEmail } from '../src/sending/mass.service.ts';
 import { launchDue } from '../src/sending/mass-launch.ts';
@@ -123,5 +124,50 @@ describe('a mass email, end to end', () => {
     expect(rows.filter((r) => r.subject === 'Hello there')).toHaveLength(20);
     await launchDue(deps, { orgId: admin.orgId }); // finishes sends with nothing left to go
     expect((await getMassEmail(deps, admin, id)).status).toBe('sent');
+
+    // One-click unsubscribe (RFC 8058) from the headers of a delivered message.
+    const raw = (byRcpt.get('c3@rcpt.example')?.raw as Buffer).toString('latin1');
+    expect(raw).toMatch(/^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r$/m);
+    const url = /^List-Unsubscribe:\s*<(https?:\/\/[^>]+)>/m.exec(raw)?.[1] as string;
+    expect(url).toMatch(/\/u\/[\w-]{40}$/);
+    const app = await buildApp(deps);
+    const path = new URL(url).pathname;
+    const look = await app.inject({ method: 'GET', url: path });
+    expect(look.statusCode).toBe(200);
+    expect(look.body).toContain('c•••@rcpt.example');
+    const rec = async () =>
+      (
+        await sql<{ out: boolean | null }>`SELECT (data ->> 'email_opt_out')::boolean AS out FROM records
+        WHERE org_id = ${admin.orgId} AND data ->> 'email' = 'c3@rcpt.example'`.execute(deps.db)
+      ).rows[0].out;
+    expect(await rec()).toBeNull(); // looking changes nothing
+    const forged = await app.inject({
+      method: 'POST',
+      url: `${path.slice(0, -4)}AAAA`,
+      payload: 'List-Unsubscribe=One-Click',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(forged.statusCode).toBe(404);
+    for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=xyz']) {
+      const body = type.startsWith('multipart')
+        ? '--xyz\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--xyz--\r\n'
+        : 'List-Unsubscribe=One-Click';
+      const r = await app.inject({
+        method: 'POST',
+        url: path,
+        payload: body,
+        headers: { 'content-type': type },
+      });
+      expect(r.statusCode).toBe(200);
+      expect(r.headers.location).toBeUndefined();
+    }
+    await app.close();
+    expect(await rec()).toBe(true);
+    const supp = await deps.db
+      .selectFrom('suppressions')
+      .select('reason')
+      .where('org_id', '=', admin.orgId)
+      .execute();
+    expect(supp).toEqual([{ reason: 'unsubscribe' }]);
   });
 });

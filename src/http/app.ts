@@ -21,6 +21,7 @@ import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
+import { unsubscribeRoutes } from './routes/unsubscribe.routes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -102,6 +103,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   massRoutes(app, deps);
   automationRoutes(app, deps);
   individualRoutes(app, deps);
+  unsubscribeRoutes(app, deps);
   templateRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));

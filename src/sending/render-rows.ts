@@ -5,6 +5,7 @@ import {
   compileTemplate,
   renderCompiledSync,
 } from '../templates/index.ts';
+import { trackingToken } from '../tracking/tokens.ts';
 import type { DeliveryRenderer, DueMessage, RenderedParts } from './delivery.ts';
 
 // Renders message rows queued without content (mass emails, follow-ups, autoresponders, workflow
@@ -13,6 +14,14 @@ import type { DeliveryRenderer, DueMessage, RenderedParts } from './delivery.ts'
 // one render per part per recipient, through the same sandbox as the template editor.
 
 const compiled = new Map<string, CompiledTemplate>(); // `${templateId}:${version}`
+// Bulk mail carries one-click unsubscribe (RFC 8058): an HTTPS URL with a signed opaque token.
+const BULK = new Set(['mass', 'autoresponder']);
+export const unsubscribeUrl = (deps: Deps, messageId: string) =>
+  `${deps.config.publicUrl}/u/${trackingToken(deps.config.secret as string, messageId, 'unsubscribe', 0)}`;
+const listUnsubscribeOf = (deps: Deps, messageId: string) => ({
+  url: unsubscribeUrl(deps, messageId),
+  post: true,
+});
 const MAX_COMPILED = 500;
 
 export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: DueMessage[]) => {
@@ -93,7 +102,12 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
       }
       try {
         const rendered = renderCompiledSync(c, ctx);
-        out.set(r.id, { subject: rendered.subject, html: rendered.html, text: rendered.text });
+        out.set(r.id, {
+          subject: rendered.subject,
+          html: rendered.html,
+          text: rendered.text,
+          ...(BULK.has(r.kind) ? { listUnsubscribe: listUnsubscribeOf(deps, r.id) } : {}),
+        });
       } catch (err) {
         out.set(r.id, new Error(`merge failed: ${(err as Error).message}`));
       }
