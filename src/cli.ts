@@ -253,6 +253,79 @@ async function readHead(file: string): Promise<string> {
   return Buffer.concat(chunks, size).toString('utf8');
 }
 
+// The per-edition limits table (F3.7) is global, so only the operator changes it, from here.
+const count = (v: string) => {
+  if (v === 'none') return null;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`not a whole number: ${v}`);
+  return n;
+};
+const limits = program.command('limits').description('show or change the daily sending limits per edition');
+limits
+  .command('show', { isDefault: true })
+  .description('print the limits table')
+  .action(() =>
+    withRuntime(async ({ deps }) => {
+      console.table(
+        await deps.db.selectFrom('edition_limits').selectAll().orderBy('individual_per_user').execute(),
+      );
+    }),
+  );
+limits
+  .command('set <edition>')
+  .description("change one edition's limits")
+  .option('--individual-per-user <n>', 'individual emails a day per active confirmed user', count)
+  .option('--individual-user-cap <n|none>', 'up to this many users the per-user rule applies', count)
+  .option('--individual-flat <n|none>', 'the flat daily limit above the user cap', count)
+  .option('--mass-daily <n>', 'mass emails a day (0: no mass email in this edition)', count)
+  .option('--mass-addon-max <n>', 'the most an add-on can raise the mass limit to', count)
+  .option('--followups <n>', 'follow-ups per mass email', count)
+  .action((edition: string, o: Record<string, number | null | undefined>) =>
+    withRuntime(async ({ deps }) => {
+      const set: Record<string, number | null> = {};
+      const map: Record<string, string> = {
+        individualPerUser: 'individual_per_user',
+        individualUserCap: 'individual_user_cap',
+        individualFlat: 'individual_flat_over_cap',
+        massDaily: 'mass_daily',
+        massAddonMax: 'mass_addon_max',
+        followups: 'followups_per_mass',
+      };
+      for (const [k, col] of Object.entries(map)) if (o[k] !== undefined) set[col] = o[k] ?? null;
+      if (!Object.keys(set).length) throw new Error('say what to change, e.g. --mass-daily 500');
+      const r = await deps.db
+        .updateTable('edition_limits')
+        .set({ ...set, updated_at: new Date() })
+        .where('edition', '=', edition as 'free')
+        .executeTakeFirst();
+      if (!r.numUpdatedRows)
+        throw new Error(`no edition "${edition}" (free, standard, professional, enterprise, ultimate)`);
+      console.table(
+        await deps.db
+          .selectFrom('edition_limits')
+          .selectAll()
+          .where('edition', '=', edition as 'free')
+          .execute(),
+      );
+    }),
+  );
+limits
+  .command('addon <org-id> <n>')
+  .description(
+    "set an org's mass email add-on (raises its daily mass limit, up to the edition's add-on maximum)",
+  )
+  .action((orgId: string, n: string) =>
+    withRuntime(async ({ deps }) => {
+      const r = await deps.db
+        .updateTable('orgs')
+        .set({ mass_email_addon: count(n) ?? 0 })
+        .where('id', '=', orgId)
+        .executeTakeFirst();
+      if (!r.numUpdatedRows) throw new Error(`no org ${orgId}`);
+      console.log(`org ${orgId}: mass email add-on ${n}`);
+    }),
+  );
+
 program.parseAsync().catch((e) => {
   console.error(`error: ${(e as Error).message}`);
   process.exit(1);
