@@ -172,6 +172,13 @@ try {
   );
 
   // ---- the send: claim → render → DKIM → SMTP → state ------------------------------------------
+  // BENCH_CPU_PROFILE=file.cpuprofile profiles the main thread during the send only.
+  const profiler = process.env.BENCH_CPU_PROFILE ? new (await import('node:inspector/promises')).Session() : null;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
   const sink0 = await ask<{ count: number; cpuMs: number }>('stats');
   const cpu0 = process.cpuUsage();
   const [sendMs, sent] = await timed(async () => {
@@ -192,6 +199,10 @@ try {
     return total;
   });
   const cpu = process.cpuUsage(cpu0);
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    (await import('node:fs')).writeFileSync(process.env.BENCH_CPU_PROFILE as string, JSON.stringify(profile));
+  }
   const sink1 = await ask<{ count: number; bytes: number; cpuMs: number }>('stats');
   if (sink1.count - sink0.count !== sent)
     throw new Error(`sink got ${sink1.count - sink0.count}, sender counted ${sent}`);

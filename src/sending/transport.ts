@@ -23,6 +23,7 @@
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Deps } from '../deps.ts';
+import { createSmtpPipelinePool } from './fast/smtp-pipeline.ts';
 import { type RelaySettings, relayPassword } from './relays.ts';
 import { DeliveryLimiter } from './throttle.ts';
 
@@ -347,17 +348,41 @@ export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySe
   const cache = cacheOf(deps);
   const cached = cache.get(relay.orgId);
   if (cached && cached.version === relay.version) return cached;
-  const pool = poolFor(deps, relay, relay.maxConnections);
+  // Bulk delivery goes through the pipelined client (fast/smtp-pipeline.ts): one round trip and
+  // ~0.1 ms of CPU per message against ~0.2 ms for SMTPConnection (measured by bench:render-send);
+  // its outcomes follow the same rules (5xx failed, 4xx or no connection deferred, silence after
+  // the whole message unknown). "Send test email" keeps nodemailer (sendOnce below).
+  const password = relayPassword(deps, relay);
+  const pool = createSmtpPipelinePool({
+    host: relay.host,
+    port: relay.port,
+    security: relay.security,
+    auth: relay.username ? { user: relay.username, pass: password ?? '' } : undefined,
+    name: relay.sendingDomain ?? undefined,
+    connections: relay.maxConnections,
+    maxMessagesPerConnection: MAX_MESSAGES_PER_CONNECTION,
+    connectTimeoutMs: CONNECTION_TIMEOUT_MS,
+    socketTimeoutMs: SOCKET_TIMEOUT_MS,
+  });
   const transport: RelayTransport = {
     orgId: relay.orgId,
     version: relay.version,
     limiter: new DeliveryLimiter({
       perSecond: relay.maxPerSecond,
-      maxConnections: relay.maxConnections,
+      // Each connection carries the message being answered and the next one behind it.
+      maxConnections: relay.maxConnections * 2,
       domains: relay.domainLimits,
     }),
-    send: (envelope, raw) => pool.send(envelope, raw),
-    close: () => pool.close(),
+    send: async (envelope, raw) => {
+      const r = await pool.send({ from: envelope.from, to: [envelope.to] }, raw);
+      return {
+        status: r.status,
+        code: r.code,
+        response: r.response,
+        ...(r.status === 'sent' ? {} : { error: { command: r.stage } }),
+      };
+    },
+    close: () => void pool.close().catch(() => {}),
   };
   cached?.close();
   cache.set(relay.orgId, transport);

@@ -235,7 +235,9 @@ class PipelineConnection {
       this.expects.push({
         kind: 'setup',
         resolve: (r) =>
-          r.code === code ? resolve(r) : reject(new Error(`${what}: ${r.text || 'no reply'}`)),
+          r.code === code
+            ? resolve(r)
+            : reject(Object.assign(new Error(`${what}: ${r.text || 'no reply'}`), { responseCode: r.code || null })),
       });
       if (line !== null) this.socket.write(`${line}\r\n`);
     });
@@ -478,7 +480,8 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
           for (const j of waiting.splice(0))
             j.resolve({
               status: 'deferred',
-              code: null,
+              // A greeting or AUTH refusal keeps the server's code: the relay, not the message, failed.
+              code: (e as Error & { responseCode?: number | null }).responseCode ?? null,
               response: clip(`SMTP connection failed: ${e.message}`),
               stage: 'CONN',
             });
