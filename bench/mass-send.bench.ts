@@ -179,6 +179,8 @@ try {
     await profiler.post('Profiler.enable');
     await profiler.post('Profiler.start');
   }
+  const rssBeforeSend = process.memoryUsage().rss;
+  peakRss = 0; // the figure that matters: memory while sending
   const sink0 = await ask<{ count: number; cpuMs: number }>('stats');
   const cpu0 = process.cpuUsage();
   const [sendMs, sent] = await timed(async () => {
@@ -199,6 +201,7 @@ try {
     return total;
   });
   const cpu = process.cpuUsage(cpu0);
+  const sendPeakRss = peakRss;
   if (profiler) {
     const { profile } = await profiler.post('Profiler.stop');
     (await import('node:fs')).writeFileSync(process.env.BENCH_CPU_PROFILE as string, JSON.stringify(profile));
@@ -210,7 +213,7 @@ try {
   console.log(
     `send: ${sent} messages in ${(sendMs / 1000).toFixed(1)} s = ${Math.round(rate)} msgs/s; ` +
       `sender CPU ${((cpu.user + cpu.system) / 1000 / sent).toFixed(3)} ms/msg (main thread + signing threads), ` +
-      `avg ${Math.round((sink1.bytes - 0) / sink1.count)} bytes/msg`,
+      `avg ${Math.round((sink1.bytes - 0) / sink1.count)} bytes/msg; RSS ${Math.round(rssBeforeSend / 1048576)} MB before, ${Math.round(sendPeakRss / 1048576)} MB peak while sending`,
   );
 
   // ---- the naive baseline: render with liquidjs, sendMail with nodemailer's DKIM ---------------
