@@ -1,19 +1,37 @@
 import type { Deps } from '../deps.ts';
 import {
   buildMergeContexts,
-  type CompiledTemplate,
+  cleanSubject,
   compileTemplate,
-  renderCompiledSync,
+  htmlEngine,
+  textEngine,
 } from '../templates/index.ts';
 import { trackingToken } from '../tracking/tokens.ts';
 import type { DeliveryRenderer, DueMessage, RenderedParts } from './delivery.ts';
+import { compileMerge } from './fast/fast-path.ts';
 
 // Renders message rows queued without content (mass emails, follow-ups, autoresponders, workflow
 // emails) when the deliverer claims them: template versions parsed once per process (versions never
 // change), merge contexts built per (org, module, sender) group in a fixed number of queries, then
 // one render per part per recipient, through the same sandbox as the template editor.
 
-const compiled = new Map<string, CompiledTemplate>(); // `${templateId}:${version}`
+// Per version: each part compiled the fast-path way (fixed text kept as strings, plain merge fields
+// read directly, anything else rendered by the same sandboxed liquidjs engines): the output of
+// liquidjs exactly (a property test holds it to that), at a fraction of its cost per recipient.
+interface Mergers {
+  subject: (scope: Record<string, unknown>) => string;
+  html: ((scope: Record<string, unknown>) => string) | null;
+  text: (scope: Record<string, unknown>) => string;
+}
+function mergersOf(v: { subject: string; html: string | null; text: string }): Mergers {
+  compileTemplate(v); // the templates module's checks (sizes, parse errors) first
+  return {
+    subject: compileMerge(textEngine, v.subject),
+    html: v.html ? compileMerge(htmlEngine, v.html) : null,
+    text: compileMerge(textEngine, v.text),
+  };
+}
+const compiled = new Map<string, Mergers>(); // `${templateId}:${version}`
 // Bulk mail carries one-click unsubscribe (RFC 8058): an HTTPS URL with a signed opaque token.
 const BULK = new Set(['mass', 'autoresponder']);
 export const unsubscribeUrl = (deps: Deps, messageId: string) =>
@@ -49,7 +67,7 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
       )
       .execute();
     if (compiled.size + versions.length > MAX_COMPILED) compiled.clear();
-    for (const v of versions) compiled.set(`${v.template_id}:${v.version}`, compileTemplate(v));
+    for (const v of versions) compiled.set(`${v.template_id}:${v.version}`, mergersOf(v));
   }
   // Template versions are checked against their org below: a row can only use its own org's.
   const versionOrg = new Map(
@@ -101,11 +119,10 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
         continue;
       }
       try {
-        const rendered = renderCompiledSync(c, ctx);
         out.set(r.id, {
-          subject: rendered.subject,
-          html: rendered.html,
-          text: rendered.text,
+          subject: cleanSubject(c.subject(ctx)),
+          html: c.html ? c.html(ctx) : null,
+          text: c.text(ctx),
           ...(BULK.has(r.kind) ? { listUnsubscribe: listUnsubscribeOf(deps, r.id) } : {}),
         });
       } catch (err) {
