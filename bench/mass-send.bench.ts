@@ -23,7 +23,8 @@ import { benchDatabase, timed } from './support.ts';
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 100_000);
 const CONTACTS = Number(process.env.BENCH_CONTACTS ?? RECIPIENTS * 10);
 const NAIVE = 1_500;
-const LOOPS = 3; // deliverDue loops in flight, as a worker runs them
+const BATCH = Number(process.env.BENCH_BATCH ?? 500);
+const LOOPS = Number(process.env.BENCH_LOOPS ?? 3); // deliverDue loops in flight, as a worker runs them
 
 // A ~9 KB personalised newsletter with links, as marketing mail is.
 const para = (i: number) =>
@@ -187,7 +188,7 @@ try {
     let total = 0;
     const loop = async () => {
       for (;;) {
-        const c = await deliverDue(deps, { limit: 500, render: renderTemplateRows });
+        const c = await deliverDue(deps, { limit: BATCH, render: renderTemplateRows });
         total += c.sent;
         if (c.claimed === 0) return;
         if (c.failed || c.deferred || c.unknown) {
