@@ -14,6 +14,8 @@ import { UsersPage } from './pages/admin/UsersPage.tsx';
 import { ImportPage } from './pages/ImportPage.tsx';
 import { ListPage } from './pages/ListPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
+import { EmailSettingsPage } from './pages/outreach/EmailSettingsPage.tsx';
+import { OutboxMessagePage, OutboxPage } from './pages/outreach/OutboxPage.tsx';
 import { RecordDetailPage } from './pages/RecordDetailPage.tsx';
 import { RecordFormPage } from './pages/RecordFormPage.tsx';
 import { ApiKeysPage, MySettingsPage, SettingsLayout } from './pages/SettingsPages.tsx';
@@ -82,6 +84,8 @@ const router = createBrowserRouter([
           { path: 'm/:module/:id', element: <RecordDetailPage /> },
           { path: 'm/:module/:id/edit', element: <RecordFormPage /> },
           { path: 'templates', element: <TemplatesPage /> },
+          { path: 'outbox', element: <OutboxPage /> },
+          { path: 'outbox/:id', element: <OutboxMessagePage /> },
           { path: 'templates/new', element: <TemplateEditorPage /> },
           { path: 'templates/:id', element: <TemplateEditorPage /> },
           {
@@ -99,6 +103,7 @@ const router = createBrowserRouter([
                   { path: 'modules', element: <ModulesPage /> },
                   { path: 'modules/:module', element: <ModuleFieldsPage /> },
                   { path: 'org', element: <OrgPage /> },
+                  { path: 'email', element: <EmailSettingsPage /> },
                 ],
               },
             ],

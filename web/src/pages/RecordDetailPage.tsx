@@ -7,6 +7,7 @@ import { ErrorBanner, Loading, PageHeader } from '../components/ui.tsx';
 import { keys, useModuleMeta, useModules } from '../queries.ts';
 import { useFmt } from '../session.tsx';
 import type { CrmRecord, RelatedList } from '../types.ts';
+import { EmailPanel } from './outreach/EmailPanel.tsx';
 
 export function RecordDetailPage() {
   const { t } = useTranslation();
@@ -94,6 +95,9 @@ export function RecordDetailPage() {
           ))}
         </dl>
       </section>
+      {fields.some((f) => f.type === 'email') || module === 'deals' ? (
+        <EmailPanel module={module} id={id} />
+      ) : null}
       {related.map((rl) => (
         <section key={`${rl.module}.${rl.field}`} className="card">
           <div className="card-header">

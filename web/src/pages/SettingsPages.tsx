@@ -51,6 +51,7 @@ export function SettingsLayout() {
             <NavLink to="/settings/profiles">{t('profiles.title')}</NavLink>
             <NavLink to="/settings/modules">{t('modules.title')}</NavLink>
             <NavLink to="/settings/org">{t('org.title')}</NavLink>
+            <NavLink to="/settings/email">{t('outreach.settingsTitle')}</NavLink>
           </>
         )}
       </nav>
