@@ -11,6 +11,7 @@ import { ModuleFieldsPage, ModulesPage } from './pages/admin/ModulesPage.tsx';
 import { OrgPage } from './pages/admin/OrgPage.tsx';
 import { ProfilesPage } from './pages/admin/ProfilesPage.tsx';
 import { UsersPage } from './pages/admin/UsersPage.tsx';
+import { MassEmailStatsPage, MassEmailsPage, NewMassEmailPage } from './pages/bulk/MassEmailPages.tsx';
 import { ImportPage } from './pages/ImportPage.tsx';
 import { ListPage } from './pages/ListPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
@@ -85,6 +86,9 @@ const router = createBrowserRouter([
           { path: 'm/:module/:id/edit', element: <RecordFormPage /> },
           { path: 'templates', element: <TemplatesPage /> },
           { path: 'outbox', element: <OutboxPage /> },
+          { path: 'mass-email', element: <MassEmailsPage /> },
+          { path: 'mass-email/new', element: <NewMassEmailPage /> },
+          { path: 'mass-email/:id', element: <MassEmailStatsPage /> },
           { path: 'outbox/:id', element: <OutboxMessagePage /> },
           { path: 'templates/new', element: <TemplateEditorPage /> },
           { path: 'templates/:id', element: <TemplateEditorPage /> },

@@ -43,6 +43,9 @@ export function Layout() {
           <NavLink to="/templates" className="topbar-link">
             {t('nav.templates')}
           </NavLink>
+          <NavLink to="/mass-email" className="topbar-link">
+            {t('nav.massEmail')}
+          </NavLink>
           <NavLink to="/outbox" className="topbar-link">
             {t('nav.outbox')}
           </NavLink>
