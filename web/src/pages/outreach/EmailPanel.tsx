@@ -227,7 +227,7 @@ export function MessageDetail({ id, onClose }: { id: string; onClose: () => void
       <div className="card-header">
         <h3>{m.subject || t('common.untitled')}</h3>
         <button type="button" className="btn btn-small" onClick={onClose}>
-          {t('common.close', { defaultValue: 'Close' })}
+          {t('outreach.close')}
         </button>
       </div>
       <p>

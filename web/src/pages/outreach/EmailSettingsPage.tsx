@@ -121,8 +121,8 @@ function RelaySection() {
           <label>
             {t('outreach.security')}
             <select value={form.security} onChange={(e) => setForm({ ...form, security: e.target.value })}>
-              <option value="starttls">STARTTLS</option>
-              <option value="tls">TLS</option>
+              <option value="starttls">{t('outreach.starttls')}</option>
+              <option value="tls">{t('outreach.tls')}</option>
               <option value="none">{t('outreach.noEncryption')}</option>
             </select>
           </label>
@@ -226,7 +226,11 @@ function DkimSection() {
                 </td>
                 <td>
                   <code className="dns">
-                    {k.dnsRecord?.name} TXT "{k.dnsRecord?.value}"
+                    {t('outreach.dnsTxt', {
+                      name: k.dnsRecord?.name,
+                      value: k.dnsRecord?.value,
+                      interpolation: { escapeValue: false },
+                    })}
                   </code>
                 </td>
                 <td>
@@ -259,8 +263,8 @@ function DkimSection() {
           onChange={(e) => setAlgorithm(e.target.value)}
           aria-label={t('outreach.algorithm')}
         >
-          <option value="rsa-sha256">RSA-2048</option>
-          <option value="ed25519-sha256">Ed25519</option>
+          <option value="rsa-sha256">{t('outreach.rsa')}</option>
+          <option value="ed25519-sha256">{t('outreach.ed25519')}</option>
         </select>
         <button type="submit" className="btn" disabled={add.isPending}>
           {t('outreach.generateKey')}
