@@ -174,7 +174,9 @@ try {
 
   // ---- the send: claim → render → DKIM → SMTP → state ------------------------------------------
   // BENCH_CPU_PROFILE=file.cpuprofile profiles the main thread during the send only.
-  const profiler = process.env.BENCH_CPU_PROFILE ? new (await import('node:inspector/promises')).Session() : null;
+  const profiler = process.env.BENCH_CPU_PROFILE
+    ? new (await import('node:inspector/promises')).Session()
+    : null;
   if (profiler) {
     profiler.connect();
     await profiler.post('Profiler.enable');
@@ -193,7 +195,9 @@ try {
         if (c.claimed === 0) return;
         if (c.failed || c.deferred || c.unknown) {
           const why = await sql<{ smtp_response: string }>`SELECT smtp_response FROM messages
-            WHERE mass_email_id = ${massId} AND status <> 'sent' AND smtp_response IS NOT NULL LIMIT 1`.execute(deps.db);
+            WHERE mass_email_id = ${massId} AND status <> 'sent' AND smtp_response IS NOT NULL LIMIT 1`.execute(
+            deps.db,
+          );
           throw new Error(`delivery trouble: ${JSON.stringify(c)}: ${why.rows[0]?.smtp_response}`);
         }
       }

@@ -20,7 +20,11 @@ export const configSchema = z.object({
   PARLEY_SESSION_DAYS: z.coerce.number().int().min(1).max(365).default(14),
   PARLEY_DEMO_PASSWORD: z.string().min(8).default('parley-demo'),
   // How long a message keeps being retried after temporary failures before it fails (F3.8).
-  PARLEY_DELIVERY_LIFETIME_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(96),
+  PARLEY_DELIVERY_LIFETIME_HOURS: z.coerce
+    .number()
+    .min(0.01)
+    .max(24 * 30)
+    .default(96),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;

@@ -140,7 +140,10 @@ async function finalCheck(massId: string, n: number) {
   }
   expect(rows).toHaveLength(n); // none lost
   const byStatus: Record<string, typeof rows> = {};
-  for (const r of rows) (byStatus[r.status] ??= []).push(r);
+  for (const r of rows) {
+    byStatus[r.status] ??= [];
+    byStatus[r.status].push(r);
+  }
   expect(Object.keys(byStatus).filter((s) => s !== 'sent' && s !== 'unknown')).toEqual([]);
   const dupes = [...arrived.values()].filter((c) => c > 1);
   expect(dupes).toEqual([]); // none twice

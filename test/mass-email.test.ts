@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Actor, createRecord } from '../src/crm/index.ts';
+import type { Actor } from '../src/crm/index.ts';
 import type { Clock } from '../src/deps.ts';
 import {
   createMassEmail,

@@ -126,7 +126,7 @@ describe('a mass email, end to end', () => {
     expect((await getMassEmail(deps, admin, id)).status).toBe('sent');
 
     // One-click unsubscribe (RFC 8058) from the headers of a delivered message.
-    const raw = (byRcpt.get('c3@rcpt.example')?.raw as Buffer).toString('latin1');
+    const raw = (byRcpt.get('c3@rcpt.example') as { raw: Buffer }).raw.toString('latin1');
     expect(raw).toMatch(/^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r$/m);
     const url = /^List-Unsubscribe:\s*<(https?:\/\/[^>]+)>/m.exec(raw)?.[1] as string;
     expect(url).toMatch(/\/u\/[\w-]{40}$/);

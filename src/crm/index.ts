@@ -2,8 +2,8 @@
 export * from './access.ts';
 export * from './auth.service.ts';
 export { builtinModules, DEAL_STAGES, displayName, LEAD_STATUSES } from './catalog.ts';
+export { type CriteriaContext, compileCriteria, validateCriteria } from './criteria/index.ts';
 export { csvSafe } from './csv.ts';
-export { compileCriteria, type CriteriaContext, validateCriteria } from './criteria/index.ts';
 export * from './import-export.service.ts';
 export * from './metadata.service.ts';
 export * from './orgs.service.ts';

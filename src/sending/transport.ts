@@ -323,12 +323,6 @@ export class ConnectionPool {
   }
 }
 
-function poolFor(deps: Pick<Deps, 'config'>, relay: RelaySettings, max: number): ConnectionPool {
-  const password = relayPassword(deps, relay);
-  const auth = relay.username ? { user: relay.username, pass: password ?? '' } : undefined;
-  return new ConnectionPool(connectionOptions(relay), auth, max);
-}
-
 const caches = new WeakMap<object, Map<string, RelayTransport>>();
 
 function cacheOf(deps: Pick<Deps, 'db'>) {

@@ -17,7 +17,7 @@ export interface UnsubscribeTarget {
 
 export async function unsubscribeTarget(deps: Deps, token: string): Promise<UnsubscribeTarget | null> {
   const t = verifyTrackingToken(deps.config.secret as string, token);
-  if (!t || t.kind !== 'unsubscribe') return null;
+  if (t?.kind !== 'unsubscribe') return null;
   const m = await deps.db
     .selectFrom('messages as m')
     .innerJoin('orgs as o', 'o.id', 'm.org_id')

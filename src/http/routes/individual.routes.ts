@@ -114,15 +114,13 @@ export function individualRoutes(app: FastifyInstance, deps: Deps) {
     '/api/modules/:module/records/:id/emails',
     { schema: { tags, params: recordParams, body: compose } },
     async (req, reply) =>
-      reply
-        .status(201)
-        .send(
-          await sendIndividualEmail(deps, actorOf(req), {
-            module: req.params.module,
-            recordId: req.params.id,
-            ...req.body,
-          }),
-        ),
+      reply.status(201).send(
+        await sendIndividualEmail(deps, actorOf(req), {
+          module: req.params.module,
+          recordId: req.params.id,
+          ...req.body,
+        }),
+      ),
   );
   r.get(
     '/api/modules/:module/records/:id/emails',

@@ -237,7 +237,11 @@ class PipelineConnection {
         resolve: (r) =>
           r.code === code
             ? resolve(r)
-            : reject(Object.assign(new Error(`${what}: ${r.text || 'no reply'}`), { responseCode: r.code || null })),
+            : reject(
+                Object.assign(new Error(`${what}: ${r.text || 'no reply'}`), {
+                  responseCode: r.code || null,
+                }),
+              ),
       });
       if (line !== null) this.socket.write(`${line}\r\n`);
     });
