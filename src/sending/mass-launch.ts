@@ -150,7 +150,9 @@ async function launchOne(deps: Deps, orgId?: string): Promise<boolean> {
           sender,
           setup,
           link: { column: 'mass_email_id', id: m.id },
-          when: 'parked',
+          // Queued for now; this transaction parks whatever today's limit has no room for before
+          // it commits, so no worker ever sees a row the limit does not cover.
+          when: { at: now, expiresAt: new Date(now.getTime() + lifetimeMs(deps)) },
         })}
         RETURNING 1
       ), exc AS (
@@ -174,7 +176,21 @@ async function launchOne(deps: Deps, orgId?: string): Promise<boolean> {
     })
     .where('id', '=', m.id)
     .execute();
-  const left = await queueParked(deps, m.org_id, m.id, m.allow_wait, now);
+  const today = await reserveMass(
+    deps.db,
+    m.org_id,
+    gmtDay(now),
+    counts.recipients,
+    await massDailyLimit(deps.db, m.org_id),
+  );
+  let left = 0;
+  if (today < counts.recipients) {
+    await sql`UPDATE messages SET next_attempt_at = 'infinity', expires_at = 'infinity'
+      WHERE id IN (SELECT id FROM messages WHERE mass_email_id = ${m.id} ORDER BY id OFFSET ${today})`.execute(
+      deps.db,
+    );
+    left = await queueParked(deps, m.org_id, m.id, m.allow_wait, now);
+  }
   if (left > 0 && !m.allow_wait) await stop('daily_limit_reached');
   if (counts.recipients === 0)
     await deps.db
