@@ -264,7 +264,7 @@ try {
   );
   clearInterval(sampler);
   console.log(
-    `mass-send: ${Math.round(rate)} msgs/s, ${(rate / naiveRate).toFixed(1)}x naive, ${Math.round(peakRss / 1048576)} MB peak RSS`,
+    `mass-send: ${Math.round(rate)} msgs/s, ${(rate / naiveRate).toFixed(1)}x naive, ${Math.round(sendPeakRss / 1048576)} MB peak RSS`,
   );
 } finally {
   clearInterval(sampler);
