@@ -8,7 +8,7 @@ import {
   runAutomations,
   setAutomationActive,
 } from '../src/sending/automation.service.ts';
-import { createTestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 
 let now = new Date('2026-05-01T09:00:00Z');
 const clock: Clock = { now: () => new Date(now) };
@@ -27,30 +27,13 @@ beforeAll(async () => {
     timeZone: 'UTC',
     locale: 'en-US',
   };
-  const mod = await deps.db
-    .selectFrom('modules')
-    .select('id')
-    .where('org_id', '=', o.orgId)
-    .where('api_name', '=', 'leads')
-    .executeTakeFirstOrThrow();
-  const t = await deps.db
-    .insertInto('templates')
-    .values({ org_id: o.orgId, module_id: mod.id, name: 'Welcome', created_by: o.adminId })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  await deps.db
-    .insertInto('template_versions')
-    .values({
-      org_id: o.orgId,
-      template_id: t.id,
-      version: 1,
-      subject: 'Welcome',
-      html_source: 'W',
-      html: 'W',
-      text: 'W',
-    })
-    .execute();
-  leadTemplate = t.id;
+  leadTemplate = await insertTemplate(deps, o.orgId, 'leads', {
+    name: 'Welcome',
+    subject: 'Welcome',
+    html: 'W',
+    text: 'W',
+    createdBy: o.adminId,
+  });
 });
 
 const sentTo = async (column: 'autoresponder_id' | 'workflow_rule_id', id: string) =>

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchDue } from '../src/sending/mass-launch.ts';
-import { type Client, login, startTestApp } from './support/app.ts';
+import { type Client, insertTemplate, login, startTestApp } from './support/app.ts';
 
 let t: Awaited<ReturnType<typeof startTestApp>>;
 let admin: Client;
@@ -29,30 +29,13 @@ beforeAll(async () => {
     password: 'clerk-password-1',
   });
   clerk = await login(t.app, inv.body.user.email, 'clerk-password-1');
-  const mod = await t.deps.db
-    .selectFrom('modules')
-    .select('id')
-    .where('org_id', '=', org.orgId)
-    .where('api_name', '=', 'contacts')
-    .executeTakeFirstOrThrow();
-  const tpl = await t.deps.db
-    .insertInto('templates')
-    .values({ org_id: org.orgId, module_id: mod.id, name: 'T', created_by: org.adminId })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  await t.deps.db
-    .insertInto('template_versions')
-    .values({
-      org_id: org.orgId,
-      template_id: tpl.id,
-      version: 1,
-      subject: 'S',
-      html_source: 'H',
-      html: 'H',
-      text: 'H',
-    })
-    .execute();
-  templateId = tpl.id;
+  templateId = await insertTemplate(t.deps, org.orgId, 'contacts', {
+    name: 'T',
+    subject: 'S',
+    html: 'H',
+    text: 'H',
+    createdBy: org.adminId,
+  });
   for (const [last, email, optOut] of [
     ['Ann', 'ann@x.example', false],
     ['=cmd|calc', 'evil@x.example', false],

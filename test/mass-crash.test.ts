@@ -5,7 +5,7 @@ import type { Actor } from '../src/crm/index.ts';
 import { recoverStuck } from '../src/sending/delivery.ts';
 import { createMassEmail } from '../src/sending/mass.service.ts';
 import { saveRelay } from '../src/sending/relays.ts';
-import { createTestOrg, ownDatabase } from './support/app.ts';
+import { createTestOrg, insertTemplate, ownDatabase } from './support/app.ts';
 import { type CaptureServer, startCaptureServer } from './support/mail-peers.ts';
 
 // Real `parley worker` processes, killed with SIGKILL at random moments of a send, then restarted:
@@ -69,23 +69,15 @@ async function massSendOf(n: number) {
     .where('org_id', '=', o.orgId)
     .where('api_name', '=', 'contacts')
     .executeTakeFirstOrThrow();
-  const t = await deps.db
-    .insertInto('templates')
-    .values({ org_id: o.orgId, module_id: mod.id, name: 'Crash', created_by: o.adminId })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  await deps.db
-    .insertInto('template_versions')
-    .values({
-      org_id: o.orgId,
-      template_id: t.id,
-      version: 1,
+  const t = {
+    id: await insertTemplate(deps, o.orgId, 'contacts', {
+      name: 'Crash',
       subject: 'Hi {{ contact.last_name }}',
-      html_source: '',
       html: '<p>Hi {{ contact.last_name }}</p>',
       text: 'Hi {{ contact.last_name }}',
-    })
-    .execute();
+      createdBy: o.adminId,
+    }),
+  };
   await sql`INSERT INTO records (org_id, module_id, owner_id, data)
     SELECT ${o.orgId}, ${mod.id}, ${o.adminId}, jsonb_build_object('last_name', 'R' || g, 'email', 'r' || g || '@sink.example')
     FROM generate_series(1, ${n}) g`.execute(deps.db);

@@ -13,7 +13,7 @@ import {
   updateMassEmail,
 } from '../src/sending/mass.service.ts';
 import { launchDue } from '../src/sending/mass-launch.ts';
-import { createTestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 
 // A clock the tests move by hand: schedules, the 15-minute rule and GMT days depend on it.
 let now = new Date('2026-06-10T08:00:00Z');
@@ -63,24 +63,15 @@ async function newOrg(edition: 'standard' | 'enterprise' | 'free', contacts: num
     .where('org_id', '=', o.orgId)
     .where('api_name', '=', 'contacts')
     .executeTakeFirstOrThrow();
-  const t = await deps.db
-    .insertInto('templates')
-    .values({ org_id: o.orgId, module_id: mod.id, name: 'Hello', created_by: o.adminId })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  await deps.db
-    .insertInto('template_versions')
-    .values({
-      org_id: o.orgId,
-      template_id: t.id,
-      version: 1,
+  const t = {
+    id: await insertTemplate(deps, o.orgId, 'contacts', {
+      name: 'Hello',
       subject: 'Hi {{ contact.first_name }}',
-      html_source: '<p>Hi</p>',
       html: '<p>Hi</p>',
       text: 'Hi',
-      author_id: o.adminId,
-    })
-    .execute();
+      createdBy: o.adminId,
+    }),
+  };
   await sql`
     INSERT INTO records (org_id, module_id, owner_id, data)
     SELECT ${o.orgId}, ${mod.id}, ${o.adminId}, jsonb_build_object('last_name', 'C' || g, 'email', 'c' || g || '@x.example', 'email_opt_out', g % 10 = 0)

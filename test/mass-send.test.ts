@@ -9,7 +9,7 @@ import { launchDue } from '../src/sending/mass-launch.ts';
 import { saveRelay } from '../src/sending/relays.ts';
 import { renderTemplateRows } from '../src/sending/render-rows.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
-import { createTestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 import { type CaptureServer, startCaptureServer } from './support/mail-peers.ts';
 
 const deps = testDeps();
@@ -52,24 +52,13 @@ beforeAll(async () => {
     .returning('id')
     .executeTakeFirstOrThrow();
   accountId = acct.id;
-  const t = await deps.db
-    .insertInto('templates')
-    .values({ org_id: o.orgId, module_id: modId('contacts'), name: 'Offer', created_by: o.adminId })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  await deps.db
-    .insertInto('template_versions')
-    .values({
-      org_id: o.orgId,
-      template_id: t.id,
-      version: 1,
-      subject: 'Hello {{ contact.first_name | default: "there" }}',
-      html_source: '',
-      html: '<p>Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}, from {{ owner.name }}</p>',
-      text: 'Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}',
-    })
-    .execute();
-  templateId = t.id;
+  templateId = await insertTemplate(deps, o.orgId, 'contacts', {
+    name: 'Offer',
+    subject: 'Hello {{ contact.first_name | default: "there" }}',
+    html: '<p>Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}, from {{ owner.name }}</p>',
+    text: 'Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}',
+    createdBy: o.adminId,
+  });
   await sql`
     INSERT INTO records (org_id, module_id, owner_id, data)
     SELECT ${o.orgId}, ${modId('contacts')}, ${o.adminId},

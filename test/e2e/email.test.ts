@@ -1,51 +1,20 @@
 // Individual email in the browser: compose from a template on a lead's page, preview, send, see it
 // as sent in the lead's Emails list and in the Outbox; then write one from scratch; then add an
 // organization address in the settings and see it waiting for confirmation.
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeSignPool, deliverDue } from '../../src/sending/delivery.ts';
-import { login, startTestApp } from '../support/app.ts';
-import { ensureWebBuilt } from './web-build.ts';
-
-const root = join(import.meta.dirname, '..', '..');
-const CHROMIUM = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
+import { deliverDue } from '../../src/sending/delivery.ts';
+import { login } from '../support/app.ts';
+import { type BrowserApp, startBrowserApp } from './browser.ts';
 
 describe('email UI', () => {
-  let app: Awaited<ReturnType<typeof startTestApp>>;
-  let browser: Browser;
-  let page: Page;
-  const pageErrors: string[] = [];
-
+  let b: BrowserApp;
+  let app: BrowserApp['app'];
+  let page: BrowserApp['page'];
   beforeAll(async () => {
-    mkdirSync(join(root, 'test-results'), { recursive: true });
-    ensureWebBuilt();
-    app = await startTestApp();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-sync',
-      ],
-    });
-    const context = await browser.newContext({
-      viewport: { width: 1440, height: 1000 },
-      locale: 'en-US',
-      timezoneId: 'UTC',
-    });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    b = await startBrowserApp();
+    ({ app, page } = b);
   });
-  afterAll(async () => {
-    await browser?.close();
-    if (app) await closeSignPool(app.deps);
-    await app?.stop();
-  });
+  afterAll(() => b?.stop());
 
   it('sends a template to a lead from its page, and shows it sent and in the outbox', async () => {
     const org = await app.createOrg();
@@ -61,11 +30,7 @@ describe('email UI', () => {
     });
     expect(tpl.status).toBe(201);
 
-    await page.goto(`${app.url}/login`);
-    await page.getByLabel('Email').fill(org.adminEmail);
-    await page.getByLabel('Password').fill(org.adminPassword);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/m\/[a-z_]+$/);
+    await b.signIn(org.adminEmail, org.adminPassword);
     await page.goto(`${app.url}/m/leads/${lead.body.id}`);
     await page.getByTestId('send-email').click();
     await page.getByTestId('compose-template').selectOption({ label: 'Hello note' });
@@ -73,7 +38,7 @@ describe('email UI', () => {
     await expect.poll(() => page.getByTestId('preview-subject').textContent()).toBe('Hello Ada');
     await page.getByTestId('compose-send').click();
     await page.getByText('The email is on its way.').waitFor();
-    await page.screenshot({ path: join(root, 'test-results', 'ui-email-compose.png'), fullPage: true });
+    await b.screenshot('ui-email-compose');
 
     await deliverDue(app.deps, { orgId: org.orgId });
     await expect
@@ -97,7 +62,7 @@ describe('email UI', () => {
     await page.waitForURL(/\/outbox$/);
     await page.getByTestId('outbox-list').getByRole('link', { name: 'Hello Ada' }).click();
     await page.getByTestId('outbox-frame').waitFor();
-    await page.screenshot({ path: join(root, 'test-results', 'ui-email-outbox.png'), fullPage: true });
+    await b.screenshot('ui-email-outbox');
     await page.goto(`${app.url}/outbox`);
     await page.getByTestId('outbox-list').getByRole('link', { name: 'A quick word' }).waitFor();
 
@@ -106,7 +71,7 @@ describe('email UI', () => {
     await page.getByRole('button', { name: 'Add address' }).click();
     await page.getByTestId('org-addresses').getByText('Waiting for confirmation').waitFor();
     await page.getByTestId('usage').waitFor();
-    await page.screenshot({ path: join(root, 'test-results', 'ui-email-settings.png'), fullPage: true });
-    expect(pageErrors).toEqual([]);
+    await b.screenshot('ui-email-settings');
+    expect(b.pageErrors).toEqual([]);
   });
 });

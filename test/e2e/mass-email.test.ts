@@ -1,53 +1,22 @@
 // Mass email in the browser: recipients from criteria with the live count and a reason for leaving
 // someone out, a scheduled send that is stopped (Scheduled → Stopped), then a send now whose
 // statistics and recipient list are opened after the worker's steps run.
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeSignPool, deliverDue } from '../../src/sending/delivery.ts';
+import { deliverDue } from '../../src/sending/delivery.ts';
 import { launchDue } from '../../src/sending/mass-launch.ts';
 import { renderTemplateRows } from '../../src/sending/render-rows.ts';
-import { login, startTestApp } from '../support/app.ts';
-import { ensureWebBuilt } from './web-build.ts';
-
-const root = join(import.meta.dirname, '..', '..');
-const CHROMIUM = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
+import { login } from '../support/app.ts';
+import { type BrowserApp, startBrowserApp } from './browser.ts';
 
 describe('mass email UI', () => {
-  let app: Awaited<ReturnType<typeof startTestApp>>;
-  let browser: Browser;
-  let page: Page;
-  const pageErrors: string[] = [];
-
+  let b: BrowserApp;
+  let app: BrowserApp['app'];
+  let page: BrowserApp['page'];
   beforeAll(async () => {
-    mkdirSync(join(root, 'test-results'), { recursive: true });
-    ensureWebBuilt();
-    app = await startTestApp();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-sync',
-      ],
-    });
-    const context = await browser.newContext({
-      viewport: { width: 1440, height: 1000 },
-      locale: 'en-US',
-      timezoneId: 'UTC',
-    });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
+    b = await startBrowserApp();
+    ({ app, page } = b);
   });
-  afterAll(async () => {
-    await browser?.close();
-    if (app) await closeSignPool(app.deps);
-    await app?.stop();
-  });
+  afterAll(() => b?.stop());
 
   async function compose(name: string, later: boolean) {
     await page.goto(`${app.url}/mass-email/new`);
@@ -90,18 +59,14 @@ describe('mass email UI', () => {
     });
     expect(tpl.status).toBe(201);
 
-    await page.goto(`${app.url}/login`);
-    await page.getByLabel('Email').fill(org.adminEmail);
-    await page.getByLabel('Password').fill(org.adminPassword);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/m\/[a-z_]+$/);
+    await b.signIn(org.adminEmail, org.adminPassword);
 
     await compose('Tomorrow news', true);
     await page.getByTestId('mass-list').getByText('Tomorrow news').waitFor();
     await page.getByRole('button', { name: 'Stop' }).click();
     await page.getByRole('tab', { name: 'Stopped' }).click();
     await page.getByTestId('mass-list').getByText('Stopped by its creator').waitFor();
-    await page.screenshot({ path: join(root, 'test-results', 'ui-mass-folders.png'), fullPage: true });
+    await b.screenshot('ui-mass-folders');
 
     await compose('Today news', false);
     await launchDue(app.deps, { orgId: org.orgId });
@@ -116,7 +81,7 @@ describe('mass email UI', () => {
       .getByRole('button', { name: /^2\s*Delivered/ })
       .click();
     await expect.poll(() => page.getByTestId('mass-stat-list').locator('tr').count()).toBe(2);
-    await page.screenshot({ path: join(root, 'test-results', 'ui-mass-stats.png'), fullPage: true });
-    expect(pageErrors).toEqual([]);
+    await b.screenshot('ui-mass-stats');
+    expect(b.pageErrors).toEqual([]);
   });
 });

@@ -145,3 +145,36 @@ export async function ownDatabase(clock: Clock = systemClock) {
   };
   return { url, deps };
 }
+
+/** A template of a module with one version, written straight to the tables (tests of sending). */
+export async function insertTemplate(
+  deps: Deps,
+  orgId: string,
+  module: string,
+  v: { name?: string; subject: string; html: string; text: string; createdBy?: string | null },
+): Promise<string> {
+  const mod = await deps.db
+    .selectFrom('modules')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where('api_name', '=', module)
+    .executeTakeFirstOrThrow();
+  const t = await deps.db
+    .insertInto('templates')
+    .values({ org_id: orgId, module_id: mod.id, name: v.name ?? 'Template', created_by: v.createdBy ?? null })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await deps.db
+    .insertInto('template_versions')
+    .values({
+      org_id: orgId,
+      template_id: t.id,
+      version: 1,
+      subject: v.subject,
+      html_source: v.html,
+      html: v.html,
+      text: v.text,
+    })
+    .execute();
+  return t.id;
+}
