@@ -58,8 +58,13 @@ const { port } = await new Promise<{ port: number }>((resolve) =>
 );
 
 let peakRss = 0;
+let atPeak = process.memoryUsage();
 const sampler = setInterval(() => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const m = process.memoryUsage();
+  if (m.rss > peakRss) {
+    peakRss = m.rss;
+    atPeak = m;
+  }
 }, 50);
 
 const b = await benchDatabase('mass_send');
@@ -211,6 +216,10 @@ try {
   });
   const cpu = process.cpuUsage(cpu0);
   const sendPeakRss = peakRss;
+  const mb = (n: number) => Math.round(n / 1048576);
+  console.log(
+    `memory at the peak: heap ${mb(atPeak.heapUsed)}/${mb(atPeak.heapTotal)} MB, external ${mb(atPeak.external)} MB (array buffers ${mb(atPeak.arrayBuffers)} MB), the rest (code, threads, allocator) ${mb(atPeak.rss - atPeak.heapTotal - atPeak.external)} MB`,
+  );
   if (profiler) {
     const { profile } = await profiler.post('Profiler.stop');
     (await import('node:fs')).writeFileSync(process.env.BENCH_CPU_PROFILE as string, JSON.stringify(profile));
