@@ -15,6 +15,7 @@ import { MassEmailStatsPage, MassEmailsPage, NewMassEmailPage } from './pages/bu
 import { ImportPage } from './pages/ImportPage.tsx';
 import { ListPage } from './pages/ListPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
+import { EditMassEmailPage } from './pages/massmail/EditMassEmailPage.tsx';
 import { EmailSettingsPage } from './pages/outreach/EmailSettingsPage.tsx';
 import { OutboxMessagePage, OutboxPage } from './pages/outreach/OutboxPage.tsx';
 import { RecordDetailPage } from './pages/RecordDetailPage.tsx';
@@ -89,6 +90,7 @@ const router = createBrowserRouter([
           { path: 'mass-email', element: <MassEmailsPage /> },
           { path: 'mass-email/new', element: <NewMassEmailPage /> },
           { path: 'mass-email/:id', element: <MassEmailStatsPage /> },
+          { path: 'mass-email/:id/edit', element: <EditMassEmailPage /> },
           { path: 'outbox/:id', element: <OutboxMessagePage /> },
           { path: 'templates/new', element: <TemplateEditorPage /> },
           { path: 'templates/:id', element: <TemplateEditorPage /> },

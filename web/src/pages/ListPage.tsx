@@ -11,6 +11,7 @@ import { combineCriteria, fromFormValue, sortable, toFormValue } from '../fields
 import { keys, useModuleMeta, useUsers, useViews } from '../queries.ts';
 import { useFmt, useMe } from '../session.tsx';
 import type { Criteria, CrmRecord, Field, Sort, View } from '../types.ts';
+import type { MassEmailSeed } from './massmail/audience.tsx';
 
 const PAGE = 50;
 
@@ -51,7 +52,7 @@ function ListBody({
 }: {
   module: string;
   fields: Field[];
-  access: { create: boolean; edit: boolean };
+  access: { create: boolean; edit: boolean; massEmail?: boolean };
   views: View[];
   title: string;
 }) {
@@ -77,6 +78,16 @@ function ListBody({
   const sort = sortOverride ?? view?.sort ?? null;
   const filter = { viewId: view?.id, criteria: criteria ?? undefined };
   const dirty = !!criteria || !!sortOverride || !!columnsOverride;
+  // Mass email (F3.3) from the selection, else the view and its filter; deals reach their contact.
+  const canMassEmail = !!access.massEmail && (module === 'deals' || fields.some((f) => f.type === 'email'));
+  const massEmailSeed = (selection: boolean): MassEmailSeed => {
+    if (selection && !allResults) return { module, audience: { kind: 'ids', ids: [...selected] } };
+    const c = combineCriteria(view?.criteria, criteria);
+    if (criteria && c) return { module, audience: { kind: 'criteria', criteria: c } };
+    return view
+      ? { module, audience: { kind: 'view', viewId: view.id } }
+      : { module, audience: { kind: 'criteria', criteria: c ?? { conditions: [] } } };
+  };
 
   const resetSelection = () => {
     setSelected(new Set());
@@ -175,6 +186,16 @@ function ListBody({
             <a className="btn" href={exportHref} download>
               {t('list.export')}
             </a>
+            {canMassEmail && (
+              <Link
+                className="btn"
+                to="/mass-email/new"
+                title={t('massmail.listActionHelp')}
+                state={{ massEmail: massEmailSeed(false) }}
+              >
+                {t('massmail.listAction')}
+              </Link>
+            )}
             {access.create && (
               <Link className="btn btn-primary" to={`/m/${seg(module)}/new`}>
                 {t('list.new')}
@@ -311,6 +332,11 @@ function ListBody({
           <button type="button" className="btn btn-link" onClick={resetSelection}>
             {t('list.clearSelection')}
           </button>
+          {canMassEmail && (
+            <Link className="btn" to="/mass-email/new" state={{ massEmail: massEmailSeed(true) }}>
+              {t('massmail.listAction')}
+            </Link>
+          )}
           {access.edit && (
             <button type="button" className="btn" onClick={() => setPanel(panel === 'mass' ? null : 'mass')}>
               {t('mass.title')}

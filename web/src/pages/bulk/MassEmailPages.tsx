@@ -1,14 +1,27 @@
-import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
-import { Link, useNavigate, useParams } from 'react-router-dom';
+import { Link, useLocation, useNavigate, useParams } from 'react-router-dom';
 import { ApiError, api, seg } from '../../api.ts';
 import { FilterBuilder } from '../../components/FilterBuilder.tsx';
 import { ErrorBanner, Loading, Notice, PageHeader } from '../../components/ui.tsx';
 import { localInputToIso } from '../../format.ts';
-import { useModuleMeta, useModules } from '../../queries.ts';
+import { useModuleMeta, useModules, useViews } from '../../queries.ts';
 import { useFmt, useMe } from '../../session.tsx';
 import type { Criteria } from '../../types.ts';
+import { type Audience, AudienceSummary, type MassEmailSeed } from '../massmail/audience.tsx';
+import {
+  AddressSelect,
+  type FollowupDraft,
+  FollowupFields,
+  followupBody,
+  LimitShort,
+  MassTemplatePreview,
+  newFollowup,
+  SendAtField,
+  valueToChoice,
+} from '../massmail/compose.tsx';
+import type { EditOutcome } from '../massmail/EditMassEmailPage.tsx';
 import { useTemplates } from '../templates/queries.ts';
 
 // Mass email (F3.3–F3.6, F4.10): the summary with its three folders, a new mass email (recipients
@@ -28,12 +41,6 @@ interface MassRow {
   createdBy: string;
   creatorName: string;
 }
-interface AudienceCounts {
-  recipients: number;
-  excluded: Record<string, number>;
-  excludedTotal: number;
-}
-const REASONS = ['no_address', 'invalid_address', 'opted_out', 'suppressed', 'duplicate'];
 const STATS = [
   'sent',
   'bounced',
@@ -44,6 +51,7 @@ const STATS = [
   'clicked',
   'unclicked',
   'pending',
+  'waiting',
 ];
 
 export function MassEmailsPage() {
@@ -51,7 +59,11 @@ export function MassEmailsPage() {
   const fmt = useFmt();
   const me = useMe();
   const qc = useQueryClient();
-  const [folder, setFolder] = useState<'scheduled' | 'sent' | 'stopped'>('scheduled');
+  // After an edit: say what became of it (an edit close to the send time stops it).
+  const edited = (useLocation().state as { massEdit?: EditOutcome } | null)?.massEdit;
+  const [folder, setFolder] = useState<'scheduled' | 'sent' | 'stopped'>(
+    edited?.stoppedBecauseEditedLate ? 'stopped' : 'scheduled',
+  );
   const q = useQuery({
     queryKey: ['mass-emails', folder],
     queryFn: () => api.get<{ massEmails: MassRow[] }>(`/api/mass-emails?folder=${folder}`),
@@ -88,6 +100,15 @@ export function MassEmailsPage() {
           </button>
         ))}
       </div>
+      {edited && (
+        <Notice>
+          <span data-testid="mass-edit-outcome">
+            {edited.stoppedBecauseEditedLate
+              ? t('massmail.editedLate', { name: edited.name })
+              : t('massmail.edited', { name: edited.name })}
+          </span>
+        </Notice>
+      )}
       <ErrorBanner error={q.error ?? act.error} />
       {!q.data ? (
         <Loading />
@@ -134,6 +155,11 @@ export function MassEmailsPage() {
                     )}
                   </td>
                   <td className="actions">
+                    {mine && m.status !== 'sending' && (
+                      <Link className="btn btn-small" to={`/mass-email/${seg(m.id)}/edit`}>
+                        {m.status === 'sent' ? t('massmail.editFollowups') : t('common.edit')}
+                      </Link>
+                    )}
                     {mine && (m.status === 'scheduled' || m.status === 'sending') && (
                       <button
                         type="button"
@@ -177,69 +203,54 @@ export function NewMassEmailPage() {
   const { t } = useTranslation();
   const me = useMe();
   const navigate = useNavigate();
+  // A list page may hand over its selection, view or filter (router state: ids can be many).
+  const seed = (useLocation().state as { massEmail?: MassEmailSeed } | null)?.massEmail;
   const modules = useModules();
   const candidates = (modules.data ?? []).filter(
     (m) => m.access.massEmail && !['accounts', 'tasks', 'calls'].includes(m.apiName),
   );
-  const [module, setModule] = useState('');
+  const [module, setModule] = useState(seed?.module ?? '');
   const mod = module || candidates[0]?.apiName || '';
   const meta = useModuleMeta(mod || undefined);
-  const [criteria, setCriteria] = useState<Criteria | null>(null);
+  const views = useViews(mod);
+  const [source, setSource] = useState<Audience['kind']>(seed?.audience.kind ?? 'criteria');
+  const [criteria, setCriteria] = useState<Criteria | null>(
+    seed?.audience.kind === 'criteria' ? seed.audience.criteria : null,
+  );
+  const [viewId, setViewId] = useState(seed?.audience.kind === 'view' ? seed.audience.viewId : '');
+  const ids = seed?.audience.kind === 'ids' && seed.module === mod ? seed.audience.ids : null;
   const [name, setName] = useState('');
   const [templateId, setTemplateId] = useState('');
   const [from, setFrom] = useState('user:');
+  const [replyTo, setReplyTo] = useState('');
   const [when, setWhen] = useState<'now' | 'later'>('now');
   const [sendAt, setSendAt] = useState('');
   const [allowWait, setAllowWait] = useState(false);
-  const [followup, setFollowup] = useState<{
-    on: boolean;
-    audience: string;
-    days: string;
-    templateId: string;
-  }>({
-    on: false,
-    audience: 'not_opened',
-    days: '3',
-    templateId: '',
-  });
+  const [followups, setFollowups] = useState<FollowupDraft[]>([]);
   const templates = useTemplates({ module: mod, folderId: '', q: '' });
-  const addresses = useQuery({
-    queryKey: ['org-addresses'],
-    queryFn: () =>
-      api.get<{ addresses: { id: string; email: string; verified_at: string | null }[] }>(
-        '/api/org-addresses',
-      ),
-  });
-  const audience = criteria ? { kind: 'criteria', criteria } : null;
-  const counts = useQuery({
-    queryKey: ['mass-audience', mod, criteria],
-    queryFn: () => api.post<AudienceCounts>('/api/mass-emails/audience', { module: mod, audience }),
-    enabled: !!mod && !!audience,
-  });
+  const audience: Audience | null =
+    source === 'criteria'
+      ? criteria && { kind: 'criteria', criteria }
+      : source === 'view'
+        ? viewId
+          ? { kind: 'view', viewId }
+          : null
+        : ids && { kind: 'ids', ids };
   const create = useMutation({
-    mutationFn: () => {
-      const [kind, orgAddressId] = from.split(':');
-      return api.post<{ id: string }>('/api/mass-emails', {
+    mutationFn: (wait: boolean) =>
+      api.post<{ id: string }>('/api/mass-emails', {
         module: mod,
         name,
         templateId,
-        from: orgAddressId ? { kind, orgAddressId } : { kind },
+        from: valueToChoice(from),
+        replyTo: valueToChoice(replyTo),
         audience,
         sendAt: when === 'later' ? localInputToIso(sendAt, me.user.timeZone) : null,
-        allowWait,
-        ...(followup.on
-          ? {
-              followups: [
-                {
-                  templateId: followup.templateId || templateId,
-                  audience: followup.audience,
-                  days: Number(followup.days),
-                },
-              ],
-            }
+        allowWait: wait,
+        ...(followups.length
+          ? { followups: followups.map((f) => followupBody(f, templateId, me.user.timeZone)) }
           : {}),
-      });
-    },
+      }),
     onSuccess: () => navigate('/mass-email'),
   });
   const limitErr = create.error instanceof ApiError && create.error.code === 'limit_exceeded';
@@ -256,6 +267,7 @@ export function NewMassEmailPage() {
               onChange={(e) => setName(e.target.value)}
               required
               maxLength={200}
+              form="mass-form"
               data-testid="mass-name"
             />
           </label>
@@ -266,7 +278,9 @@ export function NewMassEmailPage() {
               onChange={(e) => {
                 setModule(e.target.value);
                 setCriteria(null);
+                setViewId('');
                 setTemplateId('');
+                if (source === 'ids') setSource('criteria');
               }}
               data-testid="mass-module"
             >
@@ -277,10 +291,35 @@ export function NewMassEmailPage() {
               ))}
             </select>
           </label>
+          <label>
+            {t('massmail.source')}
+            <select
+              value={source}
+              onChange={(e) => setSource(e.target.value as Audience['kind'])}
+              data-testid="mass-source"
+            >
+              <option value="criteria">{t('massmail.sourceCriteria')}</option>
+              <option value="view">{t('massmail.sourceView')}</option>
+              {ids && <option value="ids">{t('massmail.sourceIds', { count: ids.length })}</option>}
+            </select>
+          </label>
+          {source === 'view' && (
+            <label>
+              {t('list.view')}
+              <select value={viewId} onChange={(e) => setViewId(e.target.value)} data-testid="mass-view">
+                <option value="">—</option>
+                {(views.data ?? []).map((v) => (
+                  <option key={v.id} value={v.id}>
+                    {v.name}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
         </div>
         <section className="panel" aria-label={t('bulk.recipients')}>
           <h2>{t('bulk.recipients')}</h2>
-          {meta.data && (
+          {source === 'criteria' && meta.data && (
             <FilterBuilder
               key={mod}
               fields={meta.data.fields}
@@ -288,28 +327,15 @@ export function NewMassEmailPage() {
               onApply={(c) => setCriteria(c)}
             />
           )}
-          <ErrorBanner error={counts.error} />
-          {counts.data && (
-            <p data-testid="mass-count">
-              {t('bulk.willReceive', { n: counts.data.recipients })}
-              {counts.data.excludedTotal > 0 && (
-                <>
-                  {' '}
-                  {t('bulk.leftOutBy')}{' '}
-                  {REASONS.filter((r) => counts.data.excluded[r] > 0)
-                    .map((r) => `${t(`bulk.exclusion.${r}`)}: ${counts.data.excluded[r]}`)
-                    .join(', ')}
-                </>
-              )}
-            </p>
-          )}
+          <AudienceSummary module={mod} audience={audience} />
         </section>
       </div>
       <form
+        id="mass-form"
         className="compose"
         onSubmit={(e) => {
           e.preventDefault();
-          create.mutate();
+          create.mutate(allowWait);
         }}
       >
         <div className="form-grid">
@@ -329,21 +355,8 @@ export function NewMassEmailPage() {
               ))}
             </select>
           </label>
-          <label>
-            {t('outreach.from')}
-            <select value={from} onChange={(e) => setFrom(e.target.value)}>
-              <option value="user:">{`${me.user.name} <${me.user.email}>`}</option>
-              <option value="owner:">{t('bulk.ownerAddress')}</option>
-              <option value="template:">{t('bulk.templateAddress')}</option>
-              {(addresses.data?.addresses ?? [])
-                .filter((a) => a.verified_at)
-                .map((a) => (
-                  <option key={a.id} value={`org_address:${a.id}`}>
-                    {a.email}
-                  </option>
-                ))}
-            </select>
-          </label>
+          <AddressSelect label={t('outreach.from')} value={from} onChange={setFrom} />
+          <AddressSelect label={t('massmail.replyTo')} value={replyTo} onChange={setReplyTo} optional />
           <label>
             {t('bulk.when')}
             <select
@@ -356,72 +369,56 @@ export function NewMassEmailPage() {
             </select>
           </label>
           {when === 'later' && (
-            <label>
-              {t('bulk.sendAt', { zone: me.user.timeZone })}
-              <input
-                type="datetime-local"
-                value={sendAt}
-                onChange={(e) => setSendAt(e.target.value)}
-                required
-                data-testid="mass-send-at"
-              />
-            </label>
+            <SendAtField
+              label={t('bulk.sendAt', { zone: me.user.timeZone })}
+              value={sendAt}
+              onChange={setSendAt}
+              testId="mass-send-at"
+            />
           )}
         </div>
+        <MassTemplatePreview module={mod} audience={audience} templateId={templateId} />
         <label className="checkbox">
           <input type="checkbox" checked={allowWait} onChange={(e) => setAllowWait(e.target.checked)} />{' '}
           {t('bulk.allowWait')}
         </label>
-        <label className="checkbox">
-          <input
-            type="checkbox"
-            checked={followup.on}
-            onChange={(e) => setFollowup({ ...followup, on: e.target.checked })}
-          />{' '}
-          {t('bulk.addFollowup')}
-        </label>
-        {followup.on && (
-          <div className="form-grid">
-            <label>
-              {t('bulk.followupWho')}
-              <select
-                value={followup.audience}
-                onChange={(e) => setFollowup({ ...followup, audience: e.target.value })}
-              >
-                {['received', 'opened', 'not_opened', 'clicked', 'not_clicked'].map((a) => (
-                  <option key={a} value={a}>
-                    {t(`bulk.followupAudience.${a}`)}
-                  </option>
-                ))}
-              </select>
-            </label>
-            <label>
-              {t('bulk.followupDays')}
-              <input
-                type="number"
-                min={1}
-                max={365}
-                value={followup.days}
-                onChange={(e) => setFollowup({ ...followup, days: e.target.value })}
+        <section aria-label={t('bulk.followups')}>
+          <h2>{t('bulk.followups')}</h2>
+          {followups.map((f, i) => (
+            // biome-ignore lint/suspicious/noArrayIndexKey: drafts have no id; their order is their identity
+            <div key={i} className="mass-followup">
+              <FollowupFields
+                index={i}
+                value={f}
+                templates={templates.data ?? []}
+                onChange={(v) => setFollowups(followups.map((x, j) => (j === i ? v : x)))}
               />
-            </label>
-            <label>
-              {t('outreach.template')}
-              <select
-                value={followup.templateId}
-                onChange={(e) => setFollowup({ ...followup, templateId: e.target.value })}
+              <button
+                type="button"
+                className="btn btn-small"
+                onClick={() => setFollowups(followups.filter((_, j) => j !== i))}
               >
-                <option value="">{t('bulk.sameTemplate')}</option>
-                {(templates.data ?? []).map((tpl) => (
-                  <option key={tpl.id} value={tpl.id}>
-                    {tpl.name}
-                  </option>
-                ))}
-              </select>
-            </label>
-          </div>
-        )}
+                {t('massmail.removeFollowup')}
+              </button>
+            </div>
+          ))}
+          <button
+            type="button"
+            className="btn btn-small"
+            onClick={() => setFollowups([...followups, newFollowup()])}
+            data-testid="mass-add-followup"
+          >
+            {t('bulk.addFollowup')}
+          </button>
+        </section>
         <ErrorBanner error={create.error} />
+        <LimitShort
+          error={create.error}
+          onWait={() => {
+            setAllowWait(true);
+            create.mutate(true);
+          }}
+        />
         {limitErr && <p className="muted">{t('bulk.limitHint')}</p>}
         <div className="form-actions">
           <button
@@ -462,20 +459,30 @@ export function MassEmailStatsPage() {
       >(`/api/mass-emails/${seg(id)}/stats`),
     refetchInterval: 5000,
   });
-  const list = useQuery({
+  const list = useInfiniteQuery({
     queryKey: ['mass-stat', id, stat],
-    queryFn: () =>
+    initialPageParam: null as string | null,
+    queryFn: ({ pageParam }) =>
       api.get<{
         items: {
           id: string;
           to_address: string;
           to_name: string | null;
           status: string;
+          sent_at: string | null;
+          opened_at: string | null;
+          clicked_at: string | null;
+          bounce_reason: string | null;
           smtp_response: string | null;
         }[];
-      }>(`/api/mass-emails/${seg(id)}/stats/${seg(stat ?? '')}?limit=200`),
+        next: string | null;
+      }>(
+        `/api/mass-emails/${seg(id)}/stats/${seg(stat ?? '')}?limit=100${pageParam ? `&after=${seg(pageParam)}` : ''}`,
+      ),
+    getNextPageParam: (last) => last.next,
     enabled: !!stat,
   });
+  const rows = list.data?.pages.flatMap((p) => p.items) ?? [];
   if (m.error || s.error) return <ErrorBanner error={m.error ?? s.error} />;
   if (!m.data || !s.data) return <Loading />;
   return (
@@ -505,6 +512,14 @@ export function MassEmailStatsPage() {
           </button>
         ))}
       </div>
+      {Object.keys(s.data.excluded).length > 0 && (
+        <p className="muted">
+          {t('bulk.leftOutBy')}{' '}
+          {Object.entries(s.data.excluded)
+            .map(([r, n]) => `${t(`bulk.exclusion.${r}`, { defaultValue: r })}: ${fmt.integer(n)}`)
+            .join(', ')}
+        </p>
+      )}
       <p className="muted">
         {t('bulk.machine', {
           opens: fmt.integer(s.data.machineOpens),
@@ -522,16 +537,29 @@ export function MassEmailStatsPage() {
           <ErrorBanner error={list.error} />
           <table className="data-table compact" data-testid="mass-stat-list">
             <tbody>
-              {(list.data?.items ?? []).map((r) => (
+              {rows.map((r) => (
                 <tr key={r.id}>
                   <td>{r.to_name ?? ''}</td>
                   <td>{r.to_address}</td>
                   <td>{t(`outreach.status.${r.status}`, { defaultValue: r.status })}</td>
-                  <td className="muted">{r.smtp_response ?? ''}</td>
+                  <td>{fmt.dateTime(r.sent_at)}</td>
+                  <td>{r.opened_at && t('massmail.openedAt', { when: fmt.dateTime(r.opened_at) })}</td>
+                  <td>{r.clicked_at && t('massmail.clickedAt', { when: fmt.dateTime(r.clicked_at) })}</td>
+                  <td className="muted">{r.bounce_reason ?? r.smtp_response ?? ''}</td>
                 </tr>
               ))}
             </tbody>
           </table>
+          {list.hasNextPage && (
+            <button
+              type="button"
+              className="btn btn-small"
+              disabled={list.isFetchingNextPage}
+              onClick={() => list.fetchNextPage()}
+            >
+              {t('massmail.more')}
+            </button>
+          )}
         </section>
       )}
       {m.data.followups.length > 0 && (
