@@ -82,6 +82,89 @@ describe('mass email UI', () => {
       .click();
     await expect.poll(() => page.getByTestId('mass-stat-list').locator('tr').count()).toBe(2);
     await b.screenshot('ui-mass-stats');
+    expect(await page.getByRole('link', { name: 'Export CSV' }).getAttribute('href')).toMatch(
+      /\/stats\/delivered\?format=csv$/,
+    );
+    expect(b.pageErrors).toEqual([]);
+  });
+
+  it('sends to records selected in a list, opens a left-out list and the preview, and says when a late edit stopped a send', async () => {
+    const org = await app.createOrg();
+    const api = await login(app.app, org.adminEmail, org.adminPassword);
+    for (const [last, email, out] of [
+      ['Pick Ann', 'ann@pick.example', false],
+      ['Pick Bob', 'bob@pick.example', true],
+      ['Other Cid', 'cid@pick.example', false],
+    ] as const)
+      await api.req('POST', '/api/modules/contacts/records', {
+        data: { last_name: last, email, email_opt_out: out },
+      });
+    const tpl = await api.req('POST', '/api/templates', {
+      name: 'Picked',
+      module: 'contacts',
+      subject: 'For {{ contact.last_name }}',
+      htmlSource: '<p>Dear {{ contact.last_name }}</p>',
+    });
+    expect(tpl.status).toBe(201);
+    await b.signIn(org.adminEmail, org.adminPassword);
+
+    // The list page hands its selection to a new mass email.
+    await page.goto(`${app.url}/m/contacts`);
+    for (const who of ['Pick Ann', 'Pick Bob'])
+      await page.locator('tbody tr', { hasText: who }).getByRole('checkbox').check();
+    await page.getByRole('region', { name: 'Selection' }).getByRole('link', { name: 'Mass email' }).click();
+    await page.waitForURL(/\/mass-email\/new$/);
+    expect(await page.getByTestId('mass-source').inputValue()).toBe('ids');
+    await expect.poll(() => page.getByTestId('mass-count').textContent()).toContain('1 will receive it.');
+    // The left-out number opens the people behind it.
+    await page.getByTestId('mass-count').getByRole('button', { name: 'opted out: 1' }).click();
+    await expect.poll(() => page.getByTestId('mass-people').textContent()).toContain('bob@pick.example');
+    // The template, merged with the first recipient, in a sandboxed frame.
+    await page.getByTestId('mass-template').selectOption({ label: 'Picked' });
+    const frame = page.getByTestId('mass-preview').locator('iframe');
+    await frame.waitFor();
+    expect(await frame.getAttribute('sandbox')).toBe('');
+    await expect.poll(() => frame.getAttribute('srcdoc')).toContain('Dear Pick Ann');
+    // The send time is read in the user's zone and shown back.
+    await page.getByTestId('mass-name').fill('Picked people');
+    await page.getByTestId('mass-when').selectOption('later');
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+    await page.getByTestId('mass-send-at').fill(`${tomorrow}T10:15`);
+    expect(await page.getByTestId('mass-send-at-shown').textContent()).toMatch(/10:15 AM/);
+    await b.screenshot('ui-mass-new');
+    await page.getByTestId('mass-submit').click();
+    await page.waitForURL(/\/mass-email$/);
+    await page.getByTestId('mass-list').getByText('Picked people').waitFor();
+
+    // An edit saved less than 15 minutes before the send time moves it to Stopped, and says so.
+    const soon = await api.req('POST', '/api/mass-emails', {
+      module: 'contacts',
+      name: 'Soon news',
+      templateId: tpl.body.id,
+      from: { kind: 'user' },
+      audience: {
+        kind: 'criteria',
+        criteria: { conditions: [{ field: 'last_name', op: 'starts_with', value: 'Pick' }] },
+      },
+      sendAt: new Date(Date.now() + 10 * 60_000).toISOString(),
+    });
+    expect(soon.status).toBe(201);
+    await page.goto(`${app.url}/mass-email`);
+    await page
+      .getByTestId('mass-list')
+      .locator('tr', { hasText: 'Soon news' })
+      .getByRole('link', { name: 'Edit' })
+      .click();
+    await page.getByTestId('mass-edit-name').fill('Soon news, edited');
+    await page.getByTestId('mass-edit-save').click();
+    await page.waitForURL(/\/mass-email$/);
+    expect(await page.getByTestId('mass-edit-outcome').textContent()).toContain('moved to Stopped');
+    expect(await page.getByRole('tab', { name: 'Stopped' }).getAttribute('aria-selected')).toBe('true');
+    await page
+      .getByTestId('mass-list')
+      .getByText('Edited less than 15 minutes before its send time')
+      .waitFor();
+    await b.screenshot('ui-mass-edited-late');
     expect(b.pageErrors).toEqual([]);
   });
 });
