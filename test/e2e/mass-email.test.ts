@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliverDue } from '../../src/sending/delivery.ts';
 import { launchDue } from '../../src/sending/mass-launch.ts';
+import { gmtDay, MASS, massDailyLimit } from '../../src/sending/mass-limits.ts';
 import { renderTemplateRows } from '../../src/sending/render-rows.ts';
 import { login } from '../support/app.ts';
 import { type BrowserApp, startBrowserApp } from './browser.ts';
@@ -165,6 +166,30 @@ describe('mass email UI', () => {
       .getByText('Edited less than 15 minutes before its send time')
       .waitFor();
     await b.screenshot('ui-mass-edited-late');
+
+    // Today's limit leaves room for one of two: the refusal shows its numbers, and letting the
+    // remainder wait sends it anyway.
+    const limit = await massDailyLimit(app.deps.db, org.orgId);
+    await app.deps.db
+      .insertInto('daily_usage')
+      .values({ org_id: org.orgId, day: gmtDay(new Date()), kind: MASS, used: limit - 1 })
+      .execute();
+    await page.goto(`${app.url}/mass-email/new`);
+    await page.getByTestId('mass-name').fill('Over the limit');
+    await page.getByTestId('mass-module').selectOption('contacts');
+    await page.getByTestId('mass-source').selectOption('view');
+    await page.getByTestId('mass-view').selectOption({ label: 'All Contacts' });
+    await expect.poll(() => page.getByTestId('mass-count').textContent()).toContain('2 will receive it.');
+    await page.getByTestId('mass-template').selectOption({ label: 'Picked' });
+    await page.getByTestId('mass-submit').click();
+    await expect
+      .poll(() => page.getByTestId('mass-limit').textContent())
+      .toContain(`2 recipients, but only 1 of ${limit.toLocaleString('en-US')} are left today`);
+    await b.screenshot('ui-mass-limit');
+    await page.getByTestId('mass-let-wait').click();
+    await page.waitForURL(/\/mass-email$/);
+    await page.getByRole('tab', { name: 'Sent' }).click();
+    await page.getByTestId('mass-list').getByText('Over the limit').waitFor();
     expect(b.pageErrors).toEqual([]);
   });
 });
