@@ -326,6 +326,40 @@ limits
     }),
   );
 
+// Operators check a stored or forwarded bounce with the same classifier the app uses. No database.
+program
+  .command('bounces')
+  .description('bounce tools')
+  .command('classify <files...>')
+  .description('print one JSON line per failed recipient of each bounce (or one line if it is not a bounce)')
+  .action(async (files: string[]) => {
+    const { readFile } = await import('node:fs/promises');
+    const { classifyBounce } = await import('./tracking/bounces/classify.ts');
+    for (const file of files) {
+      let raw: Buffer;
+      try {
+        raw = await readFile(file);
+      } catch (e) {
+        console.log(JSON.stringify({ file, bounce: false, error: (e as Error).message }));
+        continue;
+      }
+      const r = await classifyBounce(raw);
+      if (!r.bounce) console.log(JSON.stringify({ file, bounce: false }));
+      else
+        for (const x of r.recipients)
+          console.log(
+            JSON.stringify({
+              file,
+              recipient: x.recipient,
+              bounce: true,
+              kind: x.kind,
+              status: x.status,
+              reason: x.reason,
+            }),
+          );
+    }
+  });
+
 program.parseAsync().catch((e) => {
   console.error(`error: ${(e as Error).message}`);
   process.exit(1);
