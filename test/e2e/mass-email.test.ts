@@ -90,7 +90,8 @@ describe('mass email UI', () => {
   });
 
   it('sends to records selected in a list, opens a left-out list and the preview, and says when a late edit stopped a send', async () => {
-    const org = await app.createOrg();
+    // An edition with follow-ups; a user zone away from the browser's UTC, without daylight saving.
+    const org = await app.createOrg({ edition: 'enterprise', timeZone: 'Asia/Kolkata' });
     const api = await login(app.app, org.adminEmail, org.adminPassword);
     for (const [last, email, out] of [
       ['Pick Ann', 'ann@pick.example', false],
@@ -131,11 +132,23 @@ describe('mass email UI', () => {
     await page.getByTestId('mass-when').selectOption('later');
     const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
     await page.getByTestId('mass-send-at').fill(`${tomorrow}T10:15`);
-    expect(await page.getByTestId('mass-send-at-shown').textContent()).toMatch(/10:15 AM/);
+    expect(await page.getByTestId('mass-send-at-shown').textContent()).toMatch(/10:15 AM \(Asia\/Kolkata\)/);
+    // A follow-up to those who opened it: it only ever goes a number of days after.
+    await page.getByTestId('mass-add-followup').click();
+    const fu = page.getByRole('group', { name: 'Follow-up 1' });
+    await fu.getByLabel('Follow-up to').selectOption('opened');
+    expect(await fu.getByLabel(/^When/).isDisabled()).toBe(true);
+    await fu.getByLabel('Days after the send', { exact: true }).fill('2');
     await b.screenshot('ui-mass-new');
     await page.getByTestId('mass-submit').click();
     await page.waitForURL(/\/mass-email$/);
     await page.getByTestId('mass-list').getByText('Picked people').waitFor();
+    const listed = await api.req('GET', '/api/mass-emails?folder=scheduled');
+    const picked = listed.body.massEmails.find((m: { name: string }) => m.name === 'Picked people');
+    const detail = await api.req('GET', `/api/mass-emails/${picked.id}`);
+    expect(detail.body.audience).toMatchObject({ kind: 'ids' });
+    expect(detail.body.sendAt).toBe(`${tomorrow}T04:45:00.000Z`); // 10:15 at UTC+05:30
+    expect(detail.body.followups).toMatchObject([{ audience: 'opened', days: 2 }]);
 
     // An edit saved less than 15 minutes before the send time moves it to Stopped, and says so.
     const soon = await api.req('POST', '/api/mass-emails', {

@@ -16,6 +16,7 @@ import {
   FollowupFields,
   followupBody,
   LimitShort,
+  limitShortDetails,
   MassTemplatePreview,
   newFollowup,
   SendAtField,
@@ -411,7 +412,8 @@ export function NewMassEmailPage() {
             {t('bulk.addFollowup')}
           </button>
         </section>
-        <ErrorBanner error={create.error} />
+        {/* A short limit is told with its numbers below, not twice. */}
+        <ErrorBanner error={limitShortDetails(create.error) ? null : create.error} />
         <LimitShort
           error={create.error}
           onWait={() => {

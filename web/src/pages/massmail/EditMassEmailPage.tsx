@@ -16,6 +16,7 @@ import {
   FollowupFields,
   followupBody,
   LimitShort,
+  limitShortDetails,
   newFollowup,
   SendAtField,
   valueToChoice,
@@ -235,7 +236,8 @@ function EditForm({ m, templates }: { m: MassDetail; templates: TemplateSummary[
             </button>
           )}
         </section>
-        <ErrorBanner error={save.error} />
+        {/* A short limit is told with its numbers below, not twice. */}
+        <ErrorBanner error={limitShortDetails(save.error) ? null : save.error} />
         <LimitShort
           error={save.error}
           onWait={() => {

@@ -135,13 +135,19 @@ export function SendAtField({
   );
 }
 
+/** The details of a send refused because today's mass email limit is short, if it is one. */
+export function limitShortDetails(error: unknown): Record<string, string> | null {
+  if (!(error instanceof ApiError) || error.code !== 'limit_exceeded') return null;
+  const d = Object.fromEntries(error.details.map((x) => [x.path ?? '', x.message]));
+  return d.limit === undefined ? null : d;
+}
+
 /** The numbers of a refused send when today's mass email limit is short. */
 export function LimitShort({ error, onWait }: { error: unknown; onWait?: () => void }) {
   const { t } = useTranslation();
   const fmt = useFmt();
-  if (!(error instanceof ApiError) || error.code !== 'limit_exceeded') return null;
-  const d = Object.fromEntries(error.details.map((x) => [x.path, x.message]));
-  if (d.limit === undefined) return null;
+  const d = limitShortDetails(error);
+  if (!d) return null;
   const used = Number(d.used);
   const limit = Number(d.limit);
   const recipients = Number(d.recipients);
@@ -224,18 +230,20 @@ export function FollowupFields({
           ))}
         </select>
       </label>
-      <label>
-        {t('massmail.followupWhen')}
-        <select
-          value={mode}
-          disabled={onlyDays}
-          onChange={(e) => set({ mode: e.target.value as 'days' | 'date' })}
-        >
-          <option value="days">{t('massmail.followupAfterDays')}</option>
-          <option value="date">{t('massmail.followupOnDate')}</option>
-        </select>
-        {onlyDays && <span className="muted">{t('massmail.openedOnlyDays')}</span>}
-      </label>
+      <div>
+        <label>
+          {t('massmail.followupWhen')}
+          <select
+            value={mode}
+            disabled={onlyDays}
+            onChange={(e) => set({ mode: e.target.value as 'days' | 'date' })}
+          >
+            <option value="days">{t('massmail.followupAfterDays')}</option>
+            <option value="date">{t('massmail.followupOnDate')}</option>
+          </select>
+        </label>
+        {onlyDays && <p className="muted">{t('massmail.openedOnlyDays')}</p>}
+      </div>
       {mode === 'days' ? (
         <label>
           {t('bulk.followupDays')}
