@@ -360,6 +360,21 @@ program
     }
   });
 
+program
+  .command('insights')
+  .description('email insights tools')
+  .command('classify')
+  .description('read hits as JSON lines on stdin; write one verdict line per hit ({"verdict","reason"})')
+  .action(async () => {
+    const { classifyHitLines } = await import('./tracking/hits/classify.ts');
+    const lines: string[] = [];
+    const { createInterface } = await import('node:readline');
+    for await (const line of createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY }))
+      if (line.trim()) lines.push(line);
+    const out = classifyHitLines(lines);
+    process.stdout.write(out.length ? `${out.join('\n')}\n` : '');
+  });
+
 program.parseAsync().catch((e) => {
   console.error(`error: ${(e as Error).message}`);
   process.exit(1);
