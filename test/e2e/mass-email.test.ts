@@ -150,6 +150,23 @@ describe('mass email UI', () => {
     expect(detail.body.sendAt).toBe(`${tomorrow}T04:45:00.000Z`); // 10:15 at UTC+05:30
     expect(detail.body.followups).toMatchObject([{ audience: 'opened', days: 2 }]);
 
+    // Its follow-up is edited from the summary; far from the send time, it stays scheduled.
+    await page
+      .getByTestId('mass-list')
+      .locator('tr', { hasText: 'Picked people' })
+      .getByRole('link', { name: 'Edit' })
+      .click();
+    const fuEdit = page.getByRole('group', { name: 'Follow-up 1' });
+    await fuEdit.getByLabel('Follow-up to').selectOption('not_opened');
+    await fuEdit.getByLabel('Days after the send', { exact: true }).fill('4');
+    await page.getByTestId('mass-edit-save').click();
+    await page.waitForURL(/\/mass-email$/);
+    expect(await page.getByTestId('mass-edit-outcome').textContent()).toBe('"Picked people" was saved.');
+    const edited = await api.req('GET', `/api/mass-emails/${picked.id}`);
+    expect(edited.body.status).toBe('scheduled');
+    expect(edited.body.sendAt).toBe(`${tomorrow}T04:45:00.000Z`);
+    expect(edited.body.followups).toMatchObject([{ audience: 'not_opened', days: 4 }]);
+
     // An edit saved less than 15 minutes before the send time moves it to Stopped, and says so.
     const soon = await api.req('POST', '/api/mass-emails', {
       module: 'contacts',

@@ -3,9 +3,12 @@ import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import { api, seg } from '../../api.ts';
+import { FilterBuilder } from '../../components/FilterBuilder.tsx';
 import { ErrorBanner, Loading, Notice, PageHeader } from '../../components/ui.tsx';
 import { isoToLocalInput, localInputToIso } from '../../format.ts';
+import { useModuleMeta } from '../../queries.ts';
 import { useMe } from '../../session.tsx';
+import type { Criteria } from '../../types.ts';
 import { type TemplateSummary, useTemplates } from '../templates/queries.ts';
 import { type Audience, AudienceSummary } from './audience.tsx';
 import {
@@ -102,6 +105,14 @@ function EditForm({ m, templates }: { m: MassDetail; templates: TemplateSummary[
     ),
   );
   const [added, setAdded] = useState<FollowupDraft[]>([]);
+  // Recipients from a filter can be refined here; a view or a selection stays as it was chosen.
+  const meta = useModuleMeta(m.audience.kind === 'criteria' ? m.module : undefined);
+  const [criteria, setCriteria] = useState<Criteria | null>(
+    m.audience.kind === 'criteria' ? m.audience.criteria : null,
+  );
+  const audience: Audience =
+    m.audience.kind === 'criteria' && criteria ? { kind: 'criteria', criteria } : m.audience;
+  const audienceChanged = audience !== m.audience;
   const save = useMutation({
     mutationFn: async (wait: boolean) => {
       let late = false;
@@ -113,6 +124,7 @@ function EditForm({ m, templates }: { m: MassDetail; templates: TemplateSummary[
           replyTo: valueToChoice(replyTo),
           sendAt: localInputToIso(sendAt, tz),
           allowWait: wait,
+          ...(audienceChanged ? { audience } : {}),
         });
         late = r.stoppedBecauseEditedLate;
       }
@@ -146,7 +158,13 @@ function EditForm({ m, templates }: { m: MassDetail; templates: TemplateSummary[
       </div>
       <PageHeader title={t('massmail.editTitle', { name: m.name })} sub={t(`bulk.status.${m.status}`)} />
       {m.status === 'scheduled' && <p className="muted">{t('massmail.editLateWarning')}</p>}
-      <AudienceSummary module={m.module} audience={m.audience} />
+      <section className="panel" aria-label={t('bulk.recipients')}>
+        <h2>{t('bulk.recipients')}</h2>
+        {editable && meta.data && (
+          <FilterBuilder fields={meta.data.fields} initial={criteria} onApply={(c) => setCriteria(c)} />
+        )}
+        <AudienceSummary module={m.module} audience={audience} />
+      </section>
       <form
         className="compose"
         onSubmit={(e) => {
