@@ -26,8 +26,9 @@ import type { EditOutcome } from '../massmail/EditMassEmailPage.tsx';
 import { useTemplates } from '../templates/queries.ts';
 
 // Mass email (F3.3–F3.6, F4.10): the summary with its three folders, a new mass email (recipients
-// from criteria with the live count and the reasons people are left out, template, From, now or
-// later, follow-ups) and the statistics with the recipients behind each number.
+// from a filter, a view or a list's selection with the live count and the reasons people are left
+// out, template with preview, From / Reply-To, now or later, follow-ups) and the statistics with
+// the recipients behind each number. The parts they share, and the edit page, are in ../massmail/.
 
 interface MassRow {
   id: string;
