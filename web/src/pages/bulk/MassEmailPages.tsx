@@ -140,7 +140,8 @@ export function MassEmailsPage() {
                   <td>{m.module}</td>
                   <td>{m.sendAt ? fmt.dateTime(m.sendAt) : '—'}</td>
                   <td>
-                    {fmt.integer(m.recipients)}
+                    {/* Recipients are counted when the send starts; before that it is not 0. */}
+                    {m.startedAt ? fmt.integer(m.recipients) : '—'}
                     {m.excluded > 0 && (
                       <span className="muted">
                         {' '}
