@@ -50,6 +50,7 @@ export interface OrgsTable {
   time_zone: Generated<string>;
   currency: Generated<string>;
   mass_email_addon: Generated<number>;
+  insights_enabled: Generated<boolean>;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }
@@ -404,6 +405,27 @@ export interface WorkflowRulesTable {
   updated_at: DefaultTimestamp;
 }
 
+export type EmailEventKind =
+  | 'opened'
+  | 'clicked'
+  | 'bounced'
+  | 'complained'
+  | 'unsubscribed'
+  | 'replied'
+  | 'received';
+export interface EmailEventsTable {
+  id: Generated<string>;
+  org_id: string;
+  message_id: string | null;
+  record_id: string | null;
+  mass_email_id: string | null;
+  kind: EmailEventKind;
+  human: Generated<boolean>;
+  at: Date;
+  data: Generated<Json<Record<string, unknown>>>;
+  created_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -429,4 +451,5 @@ export interface DB {
   mass_email_exclusions: MassEmailExclusionsTable;
   autoresponders: AutorespondersTable;
   workflow_rules: WorkflowRulesTable;
+  email_events: EmailEventsTable;
 }

@@ -15,6 +15,7 @@ import {
   type PrepareSendInput,
   prepareSend,
   signBatch,
+  trackedLinksOf,
 } from './fast-path.ts';
 
 const SECRET = 'test-secret-0123456789-0123456789-abcdef';
@@ -76,6 +77,8 @@ describe('prepareSend', () => {
       'https://acme.example/vip',
     ]);
     expect(prepareSend(input({ trackClicks: false })).links).toEqual([]);
+    // the click endpoint finds the same list from the message's HTML source alone
+    expect(trackedLinksOf(input().template.html as string)).toEqual(send.links);
   });
   it('refuses a bad public URL and NUL characters', () => {
     expect(() => prepareSend(input({ publicUrl: 'javascript:x' }))).toThrow(/publicUrl/);
@@ -107,9 +110,10 @@ describe('buildBatch', () => {
     const clicks = [...h.matchAll(/https:\/\/crm\.example\.com\/t\/c\/([A-Za-z0-9_-]{40})/g)].map(
       (x) => x[1],
     );
-    expect(clicks).toHaveLength(3);
+    expect(clicks).toHaveLength(4); // 3 links and the hidden trap link (index 3)
+    expect(h).toMatch(/<a href="https:\/\/crm\.example\.com\/t\/c\/[A-Za-z0-9_-]{40}" style="display:none[^>]*><\/a><img/);
     expect(clicks.map((t) => verifyTrackingToken(SECRET, t))).toEqual(
-      [0, 1, 2].map((i) => ({ messageId: rs[0].messageId, kind: 'click', linkIndex: i })),
+      [0, 1, 2, 3].map((i) => ({ messageId: rs[0].messageId, kind: 'click', linkIndex: i })),
     );
     expect(h).toContain('href="https://acme.example/u/L1"'); // merge-built URL left as is
     expect(h).toContain('href="mailto:sales@acme.example"');
@@ -121,7 +125,7 @@ describe('buildBatch', () => {
       kind: 'open',
       linkIndex: 0,
     });
-    const unsub = /\r\nList-Unsubscribe:\s+<https:\/\/crm\.example\.com\/t\/u\/([A-Za-z0-9_-]{40})>\r\n/.exec(
+    const unsub = /\r\nList-Unsubscribe:\s+<https:\/\/crm\.example\.com\/u\/([A-Za-z0-9_-]{40})>\r\n/.exec(
       a.raw.toString(),
     );
     expect(verifyTrackingToken(SECRET, unsub![1])?.kind).toBe('unsubscribe');
@@ -130,7 +134,7 @@ describe('buildBatch', () => {
     const mb = await simpleParser(b.raw);
     expect(mb.subject).toBe('Hello there');
     expect(mb.html).not.toContain('acme.example/vip');
-    expect([...(mb.html as string).matchAll(/\/t\/c\//g)]).toHaveLength(2);
+    expect([...(mb.html as string).matchAll(/\/t\/c\//g)]).toHaveLength(3);
   });
 
   it('fails only the recipients whose merge fails', () => {

@@ -57,7 +57,8 @@ interface FastOutput {
   fallback?: string;
   escape: boolean;
 }
-type Part = string | { slot: Template[]; fast: FastOutput | null } | { link: number } | { pixel: true };
+/** `mark`: a link index, 'P' (the pixel) or 'T' (the trap link), filled in per recipient. */
+type Part = string | { slot: Template[]; fast: FastOutput | null } | { mark: string };
 
 export interface PreparedSend {
   /** Tracked link targets by index: what `/t/c/<token>` of link i redirects to. */
@@ -96,10 +97,22 @@ export type BuiltMessage =
 // NUL cannot come from a merge value (PostgreSQL text and jsonb cannot hold it), so the markers in
 // rendered output are always ours.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is the marker, on purpose
-const MARK = /\u0000(\d+|P)\u0000/g;
+const MARK = /\u0000(\d+|P|T)\u0000/g;
 // An <a href="http(s)://…"> whose URL has no Liquid in it (a URL built from merge fields differs per
 // recipient and cannot be resolved from (message, link index) alone, so it is left untracked).
 const LINK = /(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?:\/\/[^"'\s<>]+)\2/gi;
+const trackable = (url: string) => !url.includes('{{') && !url.includes('{%');
+
+/**
+ * The tracked links of an HTML body, by index: what the click token of link i redirects to. The
+ * hidden trap link is index links.length. The click endpoint calls this on the message's own HTML
+ * source (its stored html, or its template version's), so a target is never read from the URL.
+ */
+export function trackedLinksOf(html: string): string[] {
+  const links: string[] = [];
+  for (const m of html.matchAll(LINK)) if (trackable(m[3])) links.push(decodeEntities(m[3]));
+  return links;
+}
 const CLOSE_BODY = /<\/body\s*>/gi;
 
 const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
@@ -195,7 +208,7 @@ function compile(engine: Liquid, source: string): Part[] {
       let at = 0;
       for (const m of str.matchAll(MARK)) {
         push(str.slice(at, m.index));
-        push(m[1] === 'P' ? { pixel: true } : { link: Number(m[1]) });
+        push({ mark: m[1] });
         at = m.index + m[0].length;
       }
       push(str.slice(at));
@@ -219,14 +232,16 @@ export function prepareSend(input: PrepareSendInput): PreparedSend {
     let src = crlf(input.template.html);
     if (input.trackClicks)
       src = src.replace(LINK, (_m, pre: string, q: string, url: string) => {
-        if (url.includes('{{') || url.includes('{%')) return _m;
+        if (!trackable(url)) return _m;
         links.push(decodeEntities(url));
         return `${pre}${q}\u0000${links.length - 1}\u0000${q}`;
       });
-    if (input.trackOpens) {
+    // Before </body>: the hidden trap link (only scanners follow it) and the open pixel.
+    const tail = (input.trackClicks ? '\u0000T\u0000' : '') + (input.trackOpens ? '\u0000P\u0000' : '');
+    if (tail) {
       let last = -1;
       for (const m of src.matchAll(CLOSE_BODY)) last = m.index;
-      src = last >= 0 ? `${src.slice(0, last)}\u0000P\u0000${src.slice(last)}` : `${src}\u0000P\u0000`;
+      src = last >= 0 ? `${src.slice(0, last)}${tail}${src.slice(last)}` : `${src}${tail}`;
     }
     html = compile(htmlEngine, src);
   }
@@ -255,7 +270,7 @@ interface Merge {
   ctx: Context | null;
 }
 
-/** Joins the parts; `mark` gives the URL of link k / the pixel (k = 'P') in HTML, null elsewhere. */
+/** Joins the parts; `mark` fills in link k, the pixel ('P') and the trap ('T') in HTML, null elsewhere. */
 function render(
   parts: readonly Part[],
   engine: Liquid,
@@ -276,7 +291,7 @@ function render(
       if (hasBreak(s)) s = crlf(s); // fixed text is CRLF already (prepareSend): only merges need it
       // a tag's body (an {% if %} around a link) renders our markers; merge values cannot hold NUL
       out += mark && s.includes('\u0000') ? s.replace(MARK, (_m, k: string) => mark(k)) : s;
-    } else if (mark) out += 'link' in p ? mark(String(p.link)) : mark('P');
+    } else if (mark) out += mark(p.mark);
   }
   return out;
 }
@@ -308,7 +323,12 @@ export function buildBatch(
   for (let i = 0; i < recipients.length; i++) {
     const r = recipients[i];
     try {
-      const tokens = messageTrackingTokens(input.secret, r.messageId, send.links.length);
+      // one more click token than links when there is a trap link: it is link index links.length
+      const tokens = messageTrackingTokens(
+        input.secret,
+        r.messageId,
+        send.links.length + (input.trackClicks && send.html ? 1 : 0),
+      );
       const merge: Merge = { scope: r.scope, ctx: null };
       // Merge values may not break the Subject header: runs of line breaks and tabs become a space.
       const subject = render(send.subject, engine, merge, null)
@@ -321,7 +341,9 @@ export function buildBatch(
         const mark = (k: string) =>
           k === 'P'
             ? `<img src="${escapedBase}o/${tokens.open}.gif" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
-            : `${escapedBase}c/${tokens.clicks[Number(k)]}`;
+            : k === 'T'
+              ? `<a href="${escapedBase}c/${tokens.clicks[send.links.length]}" style="display:none;font-size:0;line-height:0;color:transparent" aria-hidden="true" tabindex="-1"></a>`
+              : `${escapedBase}c/${tokens.clicks[Number(k)]}`;
         html = render(send.html, htmlEngine, hmerge, mark);
       }
       const raw = renderMessage(send.skeleton, {
@@ -333,7 +355,7 @@ export function buildBatch(
         date,
         crlf: true,
         listUnsubscribe: input.listUnsubscribe
-          ? { url: `${base}u/${tokens.unsubscribe}`, post: input.listUnsubscribe.oneClick }
+          ? { url: `${base.slice(0, -2)}u/${tokens.unsubscribe}`, post: input.listUnsubscribe.oneClick }
           : undefined,
       });
       out[i] = {
