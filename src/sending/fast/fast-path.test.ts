@@ -111,7 +111,9 @@ describe('buildBatch', () => {
       (x) => x[1],
     );
     expect(clicks).toHaveLength(4); // 3 links and the hidden trap link (index 3)
-    expect(h).toMatch(/<a href="https:\/\/crm\.example\.com\/t\/c\/[A-Za-z0-9_-]{40}" style="display:none[^>]*><\/a><img/);
+    expect(h).toMatch(
+      /<a href="https:\/\/crm\.example\.com\/t\/c\/[A-Za-z0-9_-]{40}" style="display:none[^>]*><\/a><img/,
+    );
     expect(clicks.map((t) => verifyTrackingToken(SECRET, t))).toEqual(
       [0, 1, 2, 3].map((i) => ({ messageId: rs[0].messageId, kind: 'click', linkIndex: i })),
     );
