@@ -426,6 +426,22 @@ export interface EmailEventsTable {
   created_at: DefaultTimestamp;
 }
 
+export interface TrackingHitsTable {
+  id: Generated<string>;
+  org_id: string;
+  message_id: string;
+  at: Date;
+  kind: 'open' | 'click';
+  link: number | null;
+  ip: string;
+  user_agent: Generated<string>;
+  method: string;
+  headers: Generated<Json<Record<string, string>>>;
+  /** null: a click waiting for its burst window to close */
+  verdict: 'human' | 'machine' | null;
+  reason: string | null;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -452,4 +468,5 @@ export interface DB {
   autoresponders: AutorespondersTable;
   workflow_rules: WorkflowRulesTable;
   email_events: EmailEventsTable;
+  tracking_hits: TrackingHitsTable;
 }
