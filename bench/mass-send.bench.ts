@@ -18,7 +18,7 @@ import { launchDue } from '../src/sending/mass-launch.ts';
 import { saveRelay } from '../src/sending/relays.ts';
 import { renderTemplateRows } from '../src/sending/render-rows.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
-import { benchDatabase, timed } from './support.ts';
+import { benchDatabase, postgresCpuMs, timed } from './support.ts';
 
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 100_000);
 const CONTACTS = Number(process.env.BENCH_CONTACTS ?? RECIPIENTS * 10);
@@ -195,6 +195,7 @@ try {
   peakRss = 0; // the figure that matters: memory while sending
   const sink0 = await ask<{ count: number; cpuMs: number }>('stats');
   const cpu0 = process.cpuUsage();
+  const pg0 = await postgresCpuMs(deps);
   const [sendMs, sent] = await timed(async () => {
     let total = 0;
     const loop = async () => {
@@ -215,6 +216,7 @@ try {
     return total;
   });
   const cpu = process.cpuUsage(cpu0);
+  const pg1 = await postgresCpuMs(deps);
   const sendPeakRss = peakRss;
   const mb = (n: number) => Math.round(n / 1048576);
   console.log(
@@ -231,6 +233,8 @@ try {
   console.log(
     `send: ${sent} messages in ${(sendMs / 1000).toFixed(1)} s = ${Math.round(rate)} msgs/s; ` +
       `sender CPU ${((cpu.user + cpu.system) / 1000 / sent).toFixed(3)} ms/msg (main thread + signing threads), ` +
+      (pg0 !== null && pg1 !== null ? `PostgreSQL CPU ${((pg1 - pg0) / sent).toFixed(3)} ms/msg, ` : '') +
+      `sink CPU ${((sink1.cpuMs - sink0.cpuMs) / sent).toFixed(3)} ms/msg, ` +
       `avg ${Math.round((sink1.bytes - 0) / sink1.count)} bytes/msg; RSS ${Math.round(rssBeforeSend / 1048576)} MB before, ${Math.round(sendPeakRss / 1048576)} MB peak while sending`,
   );
 

@@ -72,3 +72,36 @@ export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   const r = await fn();
   return [performance.now() - t, r];
 }
+
+/**
+ * CPU time (ms) used so far by the PostgreSQL server behind `deps` (postmaster, its live processes,
+ * and the ones that exited): read from /proc, so it only works for a server on this machine (Linux).
+ */
+export async function postgresCpuMs(deps: Deps): Promise<number | null> {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const { sql } = await import('kysely');
+  try {
+    const dir = (await sql<{ d: string }>`SELECT current_setting('data_directory') AS d`.execute(deps.db))
+      .rows[0].d;
+    const postmaster = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const tick = 10; // USER_HZ = 100 on Linux: one tick is 10 ms
+    const stat = (pid: number) =>
+      readFileSync(`/proc/${pid}/stat`, 'utf8')
+        .replace(/^.*\) /, '')
+        .split(' ');
+    const p = stat(postmaster); // fields from state (3rd) on: utime 14, stime 15, cutime 16, cstime 17 → 11..14 here
+    let ticks = Number(p[11]) + Number(p[12]) + Number(p[13]) + Number(p[14]);
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const s = stat(Number(d));
+        if (Number(s[1]) === postmaster) ticks += Number(s[11]) + Number(s[12]);
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return ticks * tick;
+  } catch {
+    return null;
+  }
+}

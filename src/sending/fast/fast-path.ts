@@ -191,6 +191,8 @@ function evalFast(f: FastOutput, scope: Record<string, unknown>): string | undef
   let out: string;
   if (typeof v === 'string') out = v === '' && f.fallback !== undefined ? f.fallback : v;
   else if (typeof v === 'number') out = String(v);
+  // an empty field is null in the merge context: Liquid prints nil as '' (default: its fallback)
+  else if (v === null) out = f.fallback ?? '';
   else return undefined;
   return f.escape ? liquidEscape(out) : out;
 }
