@@ -5,6 +5,7 @@ import type { AddressChoice } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { AppError, invalid, notFound } from '../errors.ts';
 import { renderForRecord } from '../templates/index.ts';
+import { withStatus } from '../tracking/record-status.ts';
 import { assertHeaderSafe, parseAddress } from './address.ts';
 import { deliveryExpiresAt, wakeDelivery } from './delivery.ts';
 import { resolveChoice } from './from-options.ts';
@@ -231,14 +232,19 @@ const MESSAGE_COLUMNS = [
   'last_clicked_at',
   'click_count',
   'replied_at',
+  // The rest of what the email status needs (src/tracking/status.ts).
+  'transport',
+  'tracked',
+  'machine_open_count',
+  'machine_click_count',
 ] as const;
 
-/** The record's Emails list (F3.1): every message to it, newest first. */
+/** The record's Emails list (F3.1): every message to it, newest first, with its status (F4.5). */
 export async function listRecordEmails(deps: Deps, actor: Actor, module: string, recordId: string) {
   requireModule(actor, module, 'read');
   const mod = await loadModule(deps, actor.orgId, module);
   if (!UUID.test(recordId)) throw notFound('Record');
-  return deps.db
+  const rows = await deps.db
     .selectFrom('messages')
     .select(MESSAGE_COLUMNS)
     .where('org_id', '=', actor.orgId)
@@ -247,6 +253,7 @@ export async function listRecordEmails(deps: Deps, actor: Actor, module: string,
     .orderBy('created_at', 'desc')
     .limit(500)
     .execute();
+  return withStatus(rows);
 }
 
 /** One message with its bodies: for its sender, admins, and those who can read its record's module. */

@@ -30,3 +30,6 @@ export {
   type RelatedNode,
 } from './types.ts';
 export { validateCriteria } from './validate.ts';
+
+// Condition kinds defined by other modules register on import, so every user of criteria has them.
+import '../../tracking/status-criteria.ts';

@@ -19,6 +19,7 @@ import {
   sendConfirmation,
   verifyOrgAddress,
 } from '../../sending/org-addresses.service.ts';
+import { latestEmailStatuses } from '../../tracking/record-status.ts';
 import { actorOf } from '../auth.ts';
 
 const choice = z
@@ -125,9 +126,13 @@ export function individualRoutes(app: FastifyInstance, deps: Deps) {
   r.get(
     '/api/modules/:module/records/:id/emails',
     { schema: { tags, params: recordParams } },
-    async (req) => ({
-      emails: await listRecordEmails(deps, actorOf(req), req.params.module, req.params.id),
-    }),
+    async (req) => {
+      const a = actorOf(req);
+      const emails = await listRecordEmails(deps, a, req.params.module, req.params.id);
+      // The record's latest email status (F4.5): its newest email in either direction.
+      const latest = (await latestEmailStatuses(deps.db, a.orgId, [req.params.id])).get(req.params.id);
+      return { emails, latest: latest ?? null };
+    },
   );
   r.get(
     '/api/messages/:id',
