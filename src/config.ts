@@ -25,6 +25,8 @@ export const configSchema = z.object({
     .min(0.01)
     .max(24 * 30)
     .default(96),
+  // Lets outgoing webhooks reach loopback/private addresses and plain http (tests, closed networks).
+  PARLEY_WEBHOOKS_ALLOW_PRIVATE: bool.optional(),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -44,6 +46,7 @@ export interface Config {
   sessionDays: number;
   demoPassword: string;
   deliveryLifetimeHours: number;
+  webhooksAllowPrivate: boolean;
 }
 
 /** The data folder when none is configured: one that both root and ordinary users can use. */
@@ -84,6 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     sessionDays: c.PARLEY_SESSION_DAYS,
     demoPassword: c.PARLEY_DEMO_PASSWORD,
     deliveryLifetimeHours: c.PARLEY_DELIVERY_LIFETIME_HOURS,
+    webhooksAllowPrivate: c.PARLEY_WEBHOOKS_ALLOW_PRIVATE ?? false,
     ...overrides,
   };
 }

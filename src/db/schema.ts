@@ -442,6 +442,94 @@ export interface TrackingHitsTable {
   reason: string | null;
 }
 
+export type WebhookEvent =
+  | 'sent'
+  | 'delivered'
+  | 'bounced'
+  | 'opened'
+  | 'clicked'
+  | 'replied'
+  | 'unsubscribed';
+export interface WebhookEndpointsTable {
+  id: string;
+  org_id: string;
+  url: string;
+  description: Generated<string>;
+  events: ColumnType<WebhookEvent[], WebhookEvent[], WebhookEvent[]>;
+  secret_enc: string;
+  enabled: Generated<boolean>;
+  created_by: string | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export type WebhookDeliveryStatus = 'pending' | 'delivering' | 'delivered' | 'failed';
+export interface WebhookDeliveriesTable {
+  id: Generated<string>;
+  org_id: string;
+  endpoint_id: string;
+  event_key: string;
+  event: string;
+  payload: Json<Record<string, unknown>>;
+  status: Generated<WebhookDeliveryStatus>;
+  attempts: Generated<number>;
+  next_attempt_at: DefaultTimestamp;
+  claimed_at: Timestamp | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  last_duration_ms: number | null;
+  delivered_at: Timestamp | null;
+  created_at: DefaultTimestamp;
+}
+
+export interface WebhookAttemptsTable {
+  delivery_id: string;
+  attempt: number;
+  at: Timestamp;
+  status_code: number | null;
+  duration_ms: number;
+  error: string | null;
+}
+
+export interface FeedCursorsTable {
+  name: string;
+  txid: Generated<string>;
+  event_id: Generated<number>;
+  at: Timestamp | null;
+  message_id: string | null;
+  updated_at: DefaultTimestamp;
+}
+
+export type TriggerEvent = 'opened' | 'clicked' | 'bounced';
+export interface MassEmailTriggersTable {
+  mass_email_id: string;
+  org_id: string;
+  event: TriggerEvent;
+  actions: Json<Record<string, unknown>>;
+  updated_by: string | null;
+  updated_at: DefaultTimestamp;
+}
+
+export interface TriggerFiringsTable {
+  mass_email_id: string;
+  record_id: string;
+  event: TriggerEvent;
+  org_id: string;
+  email_event_id: number | null;
+  fired_at: DefaultTimestamp;
+}
+
+export interface RecordHistoryTable {
+  id: Generated<number>;
+  org_id: string;
+  record_id: string;
+  at: DefaultTimestamp;
+  source: string;
+  mass_email_id: string | null;
+  summary: string;
+  detail: Generated<Json<Record<string, unknown>>>;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -468,5 +556,12 @@ export interface DB {
   autoresponders: AutorespondersTable;
   workflow_rules: WorkflowRulesTable;
   email_events: EmailEventsTable;
+  feed_cursors: FeedCursorsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
+  mass_email_triggers: MassEmailTriggersTable;
+  trigger_firings: TriggerFiringsTable;
+  record_history: RecordHistoryTable;
   tracking_hits: TrackingHitsTable;
 }

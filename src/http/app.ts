@@ -22,6 +22,7 @@ import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
 import { unsubscribeRoutes } from './routes/unsubscribe.routes.ts';
+import { webhookRoutes } from './routes/webhooks.routes.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -105,6 +106,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   individualRoutes(app, deps);
   unsubscribeRoutes(app, deps);
   templateRoutes(app, deps);
+  webhookRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
   if (hasWeb) await app.register(fastifyStatic, { root: webDist, wildcard: false, index: ['index.html'] });
