@@ -17,10 +17,12 @@ import { adminRoutes } from './routes/admin.routes.ts';
 import { authRoutes } from './routes/auth.routes.ts';
 import { automationRoutes } from './routes/automation.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
+import { feedRoutes } from './routes/feed.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
+import { trackingRoutes } from './routes/tracking.routes.ts';
 import { unsubscribeRoutes } from './routes/unsubscribe.routes.ts';
 import { webhookRoutes } from './routes/webhooks.routes.ts';
 
@@ -104,9 +106,11 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   massRoutes(app, deps);
   automationRoutes(app, deps);
   individualRoutes(app, deps);
+  feedRoutes(app, deps);
   unsubscribeRoutes(app, deps);
   templateRoutes(app, deps);
   webhookRoutes(app, deps);
+  trackingRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
   if (hasWeb) await app.register(fastifyStatic, { root: webDist, wildcard: false, index: ['index.html'] });

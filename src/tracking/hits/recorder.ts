@@ -1,0 +1,432 @@
+// Open and click hits, buffered in memory and written in batches (issue 5: the endpoints answer at
+// once whatever the database does; hits are durable within FLUSH_MS, so a crash loses at most the
+// hits of that last moment). One flush: one INSERT … unnest of the raw hits, the per-message totals,
+// and the first human open/click events, in one transaction.
+//
+// Opens are judged as they are written. A click that no rule condemns on its own waits (verdict
+// NULL) until every click that could form a burst with it has been written, then the message's
+// clicks are judged together: otherwise a scanner clicking every link over two flushes would count,
+// and fire triggers, as a person.
+import { sql } from 'kysely';
+import type { Deps } from '../../deps.ts';
+import { type NewEmailEvent, recordEvents } from '../events.ts';
+import { BURST_MS, classifyHits, type Hit } from './classify.ts';
+import type { MessageInfo, MessageInfoCache } from './message-info.ts';
+
+export interface RawHit {
+  at: Date;
+  messageId: string;
+  kind: 'open' | 'click';
+  link: number | null;
+  method: string;
+  ip: string;
+  userAgent: string;
+  headers: Record<string, string>;
+}
+
+export interface RecorderOptions {
+  /** Longest time a hit waits in memory (the crash loss bound). */
+  flushMs?: number;
+  /** A flush starts early once this many hits wait. */
+  batch?: number;
+  /** Hits kept while the database is unreachable; beyond, the oldest are dropped (and counted). */
+  maxBuffered?: number;
+}
+
+export interface HitRecorder {
+  record(hit: RawHit): void;
+  /** Writes what is buffered and judges the clicks whose burst window has closed. */
+  flush(): Promise<void>;
+  /** Stops the timers after a last flush. */
+  close(): Promise<void>;
+  readonly stats: { received: number; written: number; dropped: number; failedFlushes: number };
+}
+
+/** The headers the rules read, or that say who fetched (kept with each hit). */
+export const KEPT_HEADERS = [
+  'sec-purpose',
+  'purpose',
+  'x-purpose',
+  'x-moz',
+  'sec-fetch-purpose',
+  'sec-fetch-mode',
+  'sec-fetch-dest',
+  'via',
+  'x-forwarded-for',
+  'from',
+  'referer',
+] as const;
+
+// Everything a client sends is cut short and stripped of NUL (which PostgreSQL text rejects, and
+// which would then fail the whole batch on every retry).
+export const clean = (s: string, max: number) =>
+  (s.length > max ? s.slice(0, max) : s).replaceAll('\u0000', '');
+
+// A click's verdict can depend on clicks up to 2 × BURST_MS away (bursts chain through their
+// members); it is judged once those have certainly been written.
+const judgeDelay = (flushMs: number) => 2 * BURST_MS + flushMs + 2_000;
+const JUDGE_BATCH = 5_000;
+
+interface Totals {
+  humanOpens: number;
+  machineOpens: number;
+  firstOpen: Date | null;
+  lastOpen: Date | null;
+  humanClicks: number;
+  machineClicks: number;
+  firstClick: Date | null;
+  lastClick: Date | null;
+  firstClickLink: number | null;
+}
+
+const toHit = (h: RawHit | StoredHit): Hit => ({
+  at: h.at,
+  kind: h.kind,
+  link: h.link ?? undefined,
+  method: h.method,
+  ip: h.ip,
+  userAgent: h.userAgent,
+  headers: h.headers,
+});
+const rulesInfo = (m: MessageInfo) => ({ sentAt: m.sentAt, links: m.links.length, trapLink: m.links.length });
+
+/** Adds one judged hit to its message's totals; a click counts as an open too. */
+function tally(
+  totals: Map<string, Totals>,
+  messageId: string,
+  h: { at: Date; kind: string; link: number | null },
+  human: boolean,
+) {
+  let t = totals.get(messageId);
+  if (!t) {
+    t = {
+      humanOpens: 0,
+      machineOpens: 0,
+      firstOpen: null,
+      lastOpen: null,
+      humanClicks: 0,
+      machineClicks: 0,
+      firstClick: null,
+      lastClick: null,
+      firstClickLink: null,
+    };
+    totals.set(messageId, t);
+  }
+  if (!human) {
+    t.machineOpens++;
+    if (h.kind === 'click') t.machineClicks++;
+    return;
+  }
+  t.humanOpens++;
+  if (!t.firstOpen || h.at < t.firstOpen) t.firstOpen = h.at;
+  if (!t.lastOpen || h.at > t.lastOpen) t.lastOpen = h.at;
+  if (h.kind !== 'click') return;
+  t.humanClicks++;
+  if (!t.firstClick || h.at < t.firstClick) {
+    t.firstClick = h.at;
+    t.firstClickLink = h.link;
+  }
+  if (!t.lastClick || h.at > t.lastClick) t.lastClick = h.at;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/**
+ * Adds the totals to the messages and records the first human open and click of each as events.
+ * The rows are locked in id order first (no deadlock between servers flushing at once), so "was it
+ * the first" is read from the row this transaction updates.
+ */
+async function applyTotals(
+  tx: Deps['db'],
+  totals: Map<string, Totals>,
+  infos: Map<string, MessageInfo>,
+): Promise<void> {
+  if (!totals.size) return;
+  const ids = [...totals.keys()].sort();
+  const t = ids.map((id) => totals.get(id) as Totals);
+  const firsts = (
+    await sql<{ id: string; first_open: boolean; first_click: boolean }>`
+      WITH u AS (
+        SELECT * FROM unnest(${ids}::uuid[], ${t.map((x) => x.humanOpens)}::int[],
+          ${t.map((x) => x.machineOpens)}::int[], ${t.map((x) => iso(x.firstOpen))}::timestamptz[],
+          ${t.map((x) => iso(x.lastOpen))}::timestamptz[], ${t.map((x) => x.humanClicks)}::int[],
+          ${t.map((x) => x.machineClicks)}::int[], ${t.map((x) => iso(x.firstClick))}::timestamptz[],
+          ${t.map((x) => iso(x.lastClick))}::timestamptz[])
+          AS u(id, ho, mo, fo, lo, hc, mc, fc, lc)
+      ), prev AS MATERIALIZED (
+        SELECT m.id, m.opened_at, m.clicked_at FROM messages m
+        WHERE m.id IN (SELECT id FROM u) ORDER BY m.id FOR NO KEY UPDATE
+      )
+      UPDATE messages m SET
+        open_count = m.open_count + u.ho,
+        machine_open_count = m.machine_open_count + u.mo,
+        opened_at = LEAST(m.opened_at, u.fo),
+        last_opened_at = GREATEST(m.last_opened_at, u.lo),
+        click_count = m.click_count + u.hc,
+        machine_click_count = m.machine_click_count + u.mc,
+        clicked_at = LEAST(m.clicked_at, u.fc),
+        last_clicked_at = GREATEST(m.last_clicked_at, u.lc)
+      FROM u JOIN prev ON prev.id = u.id
+      WHERE m.id = u.id
+      RETURNING m.id, (prev.opened_at IS NULL AND u.fo IS NOT NULL) AS first_open,
+        (prev.clicked_at IS NULL AND u.fc IS NOT NULL) AS first_click`.execute(tx)
+  ).rows;
+  const events: NewEmailEvent[] = [];
+  for (const f of firsts) {
+    const info = infos.get(f.id);
+    const x = totals.get(f.id);
+    if (!info || !x) continue;
+    const base = {
+      orgId: info.orgId,
+      messageId: f.id,
+      recordId: info.recordId,
+      massEmailId: info.massEmailId,
+    };
+    if (f.first_open && x.firstOpen) events.push({ ...base, kind: 'opened', human: true, at: x.firstOpen });
+    if (f.first_click && x.firstClick) {
+      const link = x.firstClickLink;
+      events.push({
+        ...base,
+        kind: 'clicked',
+        human: true,
+        at: x.firstClick,
+        data: link === null ? {} : { link, url: info.links[link] ?? null },
+      });
+    }
+  }
+  await recordEvents(tx, events);
+}
+
+interface StoredHit extends RawHit {
+  id: string;
+  verdict: 'human' | 'machine' | null;
+}
+
+export function createHitRecorder(
+  deps: Deps,
+  cache: MessageInfoCache,
+  opts: RecorderOptions = {},
+): HitRecorder {
+  const flushMs = opts.flushMs ?? 200;
+  const batchSize = opts.batch ?? 5_000;
+  const maxBuffered = opts.maxBuffered ?? 500_000;
+  const stats = { received: 0, written: 0, dropped: 0, failedFlushes: 0 };
+  let buffer: RawHit[] = [];
+  let running: Promise<void> | null = null;
+  let lastJudge = 0;
+  let closed = false;
+  let failures = 0;
+
+  /** Writes one batch: raw hits of orgs with insights on, totals of the hits judged now, events. */
+  async function write(hits: RawHit[]): Promise<void> {
+    const infos = await cache.load(hits.map((h) => h.messageId));
+    const orgs = [...new Set([...infos.values()].map((i) => i.orgId))];
+    const on = new Set(
+      orgs.length
+        ? (
+            await sql<{
+              id: string;
+            }>`SELECT id FROM orgs WHERE id = ANY(${orgs}::uuid[]) AND insights_enabled`.execute(deps.db)
+          ).rows.map((r) => r.id)
+        : [],
+    );
+    const rows: {
+      h: RawHit;
+      info: MessageInfo;
+      verdict: 'human' | 'machine' | null;
+      reason: string | null;
+    }[] = [];
+    const totals = new Map<string, Totals>();
+    for (const h of hits) {
+      const info = infos.get(h.messageId);
+      if (!info || !on.has(info.orgId)) continue;
+      const [v] = classifyHits(rulesInfo(info), [toHit(h)]);
+      // A click no rule condemns alone waits for its burst window (see judge()).
+      if (h.kind === 'click' && v.verdict === 'human') rows.push({ h, info, verdict: null, reason: null });
+      else {
+        rows.push({ h, info, verdict: v.verdict, reason: v.reason });
+        tally(totals, h.messageId, h, v.verdict === 'human');
+      }
+    }
+    if (!rows.length) return;
+    await deps.db.transaction().execute(async (tx) => {
+      await sql`
+        INSERT INTO tracking_hits (org_id, message_id, at, kind, link, ip, user_agent, method, headers, verdict, reason)
+        SELECT u.org_id, u.message_id, u.at, u.kind, u.link, u.ip, u.user_agent, u.method, u.headers,
+          u.verdict, u.reason
+        FROM unnest(
+          ${rows.map((r) => r.info.orgId)}::uuid[], ${rows.map((r) => r.h.messageId)}::uuid[],
+          ${rows.map((r) => r.h.at.toISOString())}::timestamptz[], ${rows.map((r) => r.h.kind)}::text[],
+          ${rows.map((r) => r.h.link)}::int[], ${rows.map((r) => r.h.ip)}::text[],
+          ${rows.map((r) => r.h.userAgent)}::text[], ${rows.map((r) => r.h.method)}::text[],
+          ${rows.map((r) => JSON.stringify(r.h.headers))}::jsonb[], ${rows.map((r) => r.verdict)}::text[],
+          ${rows.map((r) => r.reason)}::text[]) WITH ORDINALITY
+          AS u(org_id, message_id, at, kind, link, ip, user_agent, method, headers, verdict, reason, n)
+        -- a message deleted since it was looked up takes its hits with it
+        WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = u.message_id)
+        ORDER BY u.n -- ids in arrival order`.execute(tx);
+      await applyTotals(tx, totals, infos);
+    });
+    stats.written += rows.length;
+  }
+
+  /** Judges waiting clicks whose burst window has closed, each message's clicks together. */
+  async function judge(): Promise<number> {
+    const cutoff = new Date(deps.clock.now().getTime() - judgeDelay(flushMs));
+    return deps.db.transaction().execute(async (tx) => {
+      const pending = (
+        await sql<{ id: string; message_id: string; at: Date }>`
+          SELECT id, message_id, at FROM tracking_hits
+          WHERE verdict IS NULL AND at < ${cutoff.toISOString()}::timestamptz
+          ORDER BY at LIMIT ${JUDGE_BATCH} FOR UPDATE SKIP LOCKED`.execute(tx)
+      ).rows;
+      if (!pending.length) return 0;
+      const span = new Map<string, [number, number]>();
+      for (const p of pending) {
+        const t = p.at.getTime();
+        const s = span.get(p.message_id);
+        span.set(p.message_id, s ? [Math.min(s[0], t), Math.max(s[1], t)] : [t, t]);
+      }
+      const ids = [...span.keys()];
+      const around = (
+        await sql<{
+          id: string;
+          message_id: string;
+          at: Date;
+          link: number | null;
+          method: string;
+          ip: string;
+          user_agent: string;
+          headers: Record<string, string>;
+          verdict: 'human' | 'machine' | null;
+        }>`
+          SELECT h.id, h.message_id, h.at, h.link, h.method, h.ip, h.user_agent, h.headers, h.verdict
+          FROM unnest(${ids}::uuid[],
+            ${ids.map((id) => new Date((span.get(id) as [number, number])[0] - 2 * BURST_MS).toISOString())}::timestamptz[],
+            ${ids.map((id) => new Date((span.get(id) as [number, number])[1] + 2 * BURST_MS).toISOString())}::timestamptz[])
+            AS w(message_id, lo, hi)
+          JOIN tracking_hits h ON h.message_id = w.message_id AND h.at BETWEEN w.lo AND w.hi AND h.kind = 'click'`.execute(
+          tx,
+        )
+      ).rows;
+      const infos = await cache.load(ids);
+      const byMessage = new Map<string, StoredHit[]>();
+      for (const r of around) {
+        const list = byMessage.get(r.message_id) ?? [];
+        list.push({
+          id: r.id,
+          at: r.at,
+          messageId: r.message_id,
+          kind: 'click',
+          link: r.link,
+          method: r.method,
+          ip: r.ip,
+          userAgent: r.user_agent,
+          headers: r.headers,
+          verdict: r.verdict,
+        });
+        byMessage.set(r.message_id, list);
+      }
+      const pendingIds = new Set(pending.map((p) => p.id));
+      const judged: { id: string; verdict: string; reason: string }[] = [];
+      const totals = new Map<string, Totals>();
+      for (const [messageId, list] of byMessage) {
+        const info = infos.get(messageId);
+        if (!info) continue;
+        const verdicts = classifyHits(rulesInfo(info), list.map(toHit));
+        list.forEach((h, i) => {
+          if (!pendingIds.has(h.id)) return;
+          judged.push({ id: h.id, ...verdicts[i] });
+          tally(totals, messageId, h, verdicts[i].verdict === 'human');
+        });
+      }
+      if (judged.length) {
+        await sql`
+        UPDATE tracking_hits h SET verdict = u.verdict, reason = u.reason
+        FROM unnest(${judged.map((j) => j.id)}::bigint[], ${judged.map((j) => j.verdict)}::text[],
+          ${judged.map((j) => j.reason)}::text[]) AS u(id, verdict, reason)
+        WHERE h.id = u.id`.execute(tx);
+        await applyTotals(tx, totals, infos);
+      }
+      return pending.length;
+    });
+  }
+
+  async function runOnce(): Promise<void> {
+    while (buffer.length) {
+      const hits = buffer.length > batchSize ? buffer.splice(0, batchSize) : buffer;
+      if (hits === buffer) buffer = [];
+      try {
+        await write(hits);
+        failures = 0;
+      } catch (err) {
+        // Back in front, in order; the next tick retries.
+        buffer = hits.concat(buffer);
+        stats.failedFlushes++;
+        if (failures++ % 50 === 0)
+          deps.log.warn(
+            { err: (err as Error).message, buffered: buffer.length },
+            'tracking hits not written yet',
+          );
+        throw err;
+      }
+    }
+    const now = Date.now();
+    if (now - lastJudge >= 1_000) {
+      lastJudge = now;
+      while ((await judge()) === JUDGE_BATCH) {}
+    }
+  }
+
+  function kick(): Promise<void> {
+    if (!running)
+      running = runOnce().finally(() => {
+        running = null;
+      });
+    return running;
+  }
+  const quiet = (p: Promise<void>) => p.catch(() => {});
+
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    void quiet(kick()).finally(() => {
+      if (!closed) {
+        timer = setTimeout(tick, flushMs);
+        timer.unref();
+      }
+    });
+  };
+  timer = setTimeout(tick, flushMs);
+  timer.unref();
+
+  return {
+    stats,
+    record(hit) {
+      if (closed) return;
+      stats.received++;
+      buffer.push(hit);
+      if (buffer.length > maxBuffered) {
+        const over = buffer.length - maxBuffered;
+        buffer.splice(0, over);
+        stats.dropped += over;
+      }
+      if (buffer.length >= batchSize) void quiet(kick());
+    },
+    async flush() {
+      if (running) await quiet(running);
+      lastJudge = 0;
+      await kick();
+    },
+    async close() {
+      closed = true;
+      clearTimeout(timer);
+      if (running) await quiet(running);
+      await kick().catch((err) =>
+        deps.log.error(
+          { err: (err as Error).message, lost: buffer.length },
+          'tracking hits not written at stop',
+        ),
+      );
+    },
+  };
+}
