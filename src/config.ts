@@ -25,6 +25,9 @@ export const configSchema = z.object({
     .min(0.01)
     .max(24 * 30)
     .default(96),
+  // The inbound SMTP listener for bounces to VERP return paths; off unless a port is set.
+  PARLEY_BOUNCE_SMTP_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  PARLEY_BOUNCE_SMTP_HOST: z.string().default('0.0.0.0'),
   // Lets outgoing webhooks reach loopback/private addresses and plain http (tests, closed networks).
   PARLEY_WEBHOOKS_ALLOW_PRIVATE: bool.optional(),
 });
@@ -46,6 +49,8 @@ export interface Config {
   sessionDays: number;
   demoPassword: string;
   deliveryLifetimeHours: number;
+  bounceSmtpPort?: number;
+  bounceSmtpHost: string;
   webhooksAllowPrivate: boolean;
 }
 
@@ -87,6 +92,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     sessionDays: c.PARLEY_SESSION_DAYS,
     demoPassword: c.PARLEY_DEMO_PASSWORD,
     deliveryLifetimeHours: c.PARLEY_DELIVERY_LIFETIME_HOURS,
+    bounceSmtpPort: c.PARLEY_BOUNCE_SMTP_PORT,
+    bounceSmtpHost: c.PARLEY_BOUNCE_SMTP_HOST,
     webhooksAllowPrivate: c.PARLEY_WEBHOOKS_ALLOW_PRIVATE ?? false,
     ...overrides,
   };

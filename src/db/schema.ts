@@ -301,6 +301,7 @@ export interface MessagesTable {
   autoresponder_id: string | null;
   workflow_rule_id: string | null;
   handed_over_at: Timestamp | null;
+  complained_at: Timestamp | null;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
 }
@@ -312,13 +313,15 @@ export interface OutboxTable {
   created_at: DefaultTimestamp;
 }
 
-export type SuppressionReason = 'hard_bounce' | 'complaint' | 'unsubscribe' | 'manual';
+export type SuppressionReason = 'hard_bounce' | 'soft_bounce' | 'complaint' | 'unsubscribe' | 'manual';
 export interface SuppressionsTable {
   org_id: string;
   email: string;
   reason: SuppressionReason;
   message_id: string | null;
   created_at: DefaultTimestamp;
+  detail: string | null;
+  created_by: string | null;
 }
 
 export type MassStatus = 'scheduled' | 'sending' | 'sent' | 'stopped';
@@ -530,6 +533,44 @@ export interface RecordHistoryTable {
   detail: Generated<Json<Record<string, unknown>>>;
 }
 
+export interface SuppressionHistoryTable {
+  id: Generated<string>;
+  org_id: string;
+  email: string;
+  action: 'added' | 'removed';
+  reason: string;
+  detail: string | null;
+  user_id: string | null;
+  at: DefaultTimestamp;
+}
+
+export interface AdminAlertsTable {
+  id: Generated<string>;
+  org_id: string;
+  kind: 'bounce_policy';
+  key: string;
+  title: string;
+  detail: string;
+  count: Generated<number>;
+  message_id: string | null;
+  first_at: Timestamp;
+  last_at: Timestamp;
+  dismissed_at: Timestamp | null;
+  dismissed_by: string | null;
+}
+
+export type BounceProvider = 'ses' | 'sendgrid' | 'postmark' | 'mailgun';
+export interface BounceWebhooksTable {
+  org_id: string;
+  provider: BounceProvider;
+  token_hash: string;
+  secret_enc: string | null;
+  config: Generated<Json<Record<string, unknown>>>;
+  last_received_at: Timestamp | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -564,4 +605,7 @@ export interface DB {
   trigger_firings: TriggerFiringsTable;
   record_history: RecordHistoryTable;
   tracking_hits: TrackingHitsTable;
+  suppression_history: SuppressionHistoryTable;
+  admin_alerts: AdminAlertsTable;
+  bounce_webhooks: BounceWebhooksTable;
 }

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { bounceMetrics } from '../tracking/bounces/metrics.ts';
 
 /** Prometheus metrics at /metrics: process defaults plus request latency by route and status. */
 export function registerMetrics(app: FastifyInstance) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'parley_' });
+  for (const m of bounceMetrics) registry.registerMetric(m);
   const duration = new Histogram({
     name: 'parley_http_request_duration_seconds',
     help: 'HTTP request duration by route, method and status',
