@@ -111,13 +111,17 @@ async function runRoles(roles: { http: boolean; worker: boolean; demo: boolean }
     }
     if (cfg.bounceSmtpPort !== undefined) {
       const { startBounceListener } = await import('./tracking/bounces/inbound.ts');
-      const bl = await startBounceListener(deps, { port: cfg.bounceSmtpPort, host: cfg.bounceSmtpHost }).catch(
-        (e: NodeJS.ErrnoException) => {
-          // `serve` and `worker` on one host with the same settings: one of them receives bounces.
-          if (e.code !== 'EADDRINUSE') throw e;
-          deps.log.warn({ port: cfg.bounceSmtpPort }, 'bounce listener port in use: another process receives bounces');
-        },
-      );
+      const bl = await startBounceListener(deps, {
+        port: cfg.bounceSmtpPort,
+        host: cfg.bounceSmtpHost,
+      }).catch((e: NodeJS.ErrnoException) => {
+        // `serve` and `worker` on one host with the same settings: one of them receives bounces.
+        if (e.code !== 'EADDRINUSE') throw e;
+        deps.log.warn(
+          { port: cfg.bounceSmtpPort },
+          'bounce listener port in use: another process receives bounces',
+        );
+      });
       if (bl) {
         stops.push(bl.close);
         console.log(`Bounces are received by SMTP on ${bl.host}:${bl.port}`);
