@@ -55,7 +55,8 @@ export async function openRuntime(config: Config, opts: { migrate?: boolean } = 
     db: database.db,
     clock: systemClock,
     log,
-    config: { ...config, secret: loadSecret(config) },
+    // databaseUrl is the one in use (the embedded one too): LISTEN connections open their own.
+    config: { ...config, databaseUrl: url, secret: loadSecret(config) },
   };
   return {
     deps,
