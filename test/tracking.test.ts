@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import PgBoss from 'pg-boss';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Clock } from '../src/deps.ts';
 import { buildApp } from '../src/http/app.ts';
 import { PIXEL_GIF } from '../src/http/routes/tracking.routes.ts';
+import { PURGE_HITS, purgeOldHits, schedulePurgeOldHits } from '../src/tracking/retention.ts';
 import { messageTrackingTokens, trackingToken } from '../src/tracking/tokens.ts';
 import { type Client, insertTemplate, login, startTestApp, type TestOrg } from './support/app.ts';
 
@@ -410,5 +412,42 @@ describe('behind a reverse proxy', () => {
     } finally {
       await trusted.close();
     }
+  });
+});
+
+describe('retention', () => {
+  it('a daily job deletes raw hits older than 100 days; the per-message totals stay', async () => {
+    const m = await sentMessage();
+    await pixel(m.open);
+    await t.app.hitRecorder.flush();
+    const day = 86_400_000;
+    const backdate = (ms: number) =>
+      sql`INSERT INTO tracking_hits (org_id, message_id, at, kind, ip, method, verdict, reason)
+          VALUES (${org.orgId}, ${m.id}, ${new Date(now - ms).toISOString()}::timestamptz, 'open', '192.0.2.1', 'GET', 'human', 'human')`.execute(
+        t.deps.db,
+      );
+    await backdate(101 * day);
+    await backdate(100 * day + 60_000);
+    await backdate(99 * day);
+    expect((await hitsOf(m.id)).length).toBe(4);
+    // through the scheduled job, in a pg-boss schema of this test's own
+    const boss = new PgBoss({ connectionString: inject('dbUrl'), schema: 'pgboss_tracking_test', max: 2 });
+    await boss.start();
+    try {
+      await schedulePurgeOldHits(boss, t.deps);
+      expect((await boss.getSchedules()).map((s) => s.name)).toContain(PURGE_HITS);
+      const id = (await boss.send(PURGE_HITS, {})) as string;
+      for (let i = 0; i < 300; i++) {
+        const job = await boss.getJobById(PURGE_HITS, id);
+        if (job?.state === 'completed' || job?.state === 'failed') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect((await boss.getJobById(PURGE_HITS, id))?.state).toBe('completed');
+    } finally {
+      await boss.stop({ graceful: false, wait: true });
+    }
+    expect((await hitsOf(m.id)).length).toBe(2);
+    expect(await totalsOf(m.id)).toMatchObject({ open_count: 1 });
+    expect(await purgeOldHits(t.deps)).toBe(0);
   });
 });

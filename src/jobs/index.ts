@@ -4,6 +4,9 @@ import type { Deps } from '../deps.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 import { startMassScheduler } from '../sending/mass.jobs.ts';
 import { renderTemplateRows } from '../sending/render-rows.ts';
+import { startTriggerWorker } from '../sending/triggers.ts';
+import { startWebhookDispatcher } from '../webhooks/dispatcher.ts';
+import { schedulePurgeOldHits } from '../tracking/retention.ts';
 
 export const PURGE_SESSIONS = 'crm.purge-sessions';
 
@@ -32,15 +35,21 @@ export async function startWorker(
     const n = await purgeExpiredSessions(deps);
     deps.log.info({ purged: n }, 'expired sessions purged');
   });
+  await schedulePurgeOldHits(boss, deps);
   // Email delivery: its own loop, woken by NOTIFY (wakeDelivery) and polling for retries.
   // Rows of mass sends are queued without content: the renderer merges them when claimed.
   const delivery = startDeliveryWorker(deps, { connectionString, isStopping, render: renderTemplateRows });
   const mass = startMassScheduler(deps, { isStopping, onLaunched: () => delivery.wake() });
+  // Outgoing webhooks and trigger actions follow the email events feed (NOTIFY, then polling).
+  const webhooks = startWebhookDispatcher(deps, { connectionString, isStopping });
+  const triggers = startTriggerWorker(deps, { connectionString, isStopping });
   return {
     boss,
     delivery,
     stop: async () => {
       await mass.stop();
+      await webhooks.stop();
+      await triggers.stop();
       await delivery.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
     },
