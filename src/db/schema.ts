@@ -530,7 +530,7 @@ export interface RecordHistoryTable {
   source: string;
   mass_email_id: string | null;
   summary: string;
-  detail: Generated<Json<Record<string, unknown>>>;
+  detail: ColumnType<Record<string, unknown>, string | undefined, string>;
 }
 
 export interface SuppressionHistoryTable {

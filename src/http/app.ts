@@ -23,6 +23,7 @@ import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
 import { trackingRoutes } from './routes/tracking.routes.ts';
+import { triggerRoutes } from './routes/triggers.routes.ts';
 import { unsubscribeRoutes } from './routes/unsubscribe.routes.ts';
 import { webhookRoutes } from './routes/webhooks.routes.ts';
 
@@ -110,6 +111,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   unsubscribeRoutes(app, deps);
   templateRoutes(app, deps);
   webhookRoutes(app, deps);
+  triggerRoutes(app, deps);
   trackingRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
