@@ -16,6 +16,7 @@ import { registerMetrics } from './metrics.ts';
 import { adminRoutes } from './routes/admin.routes.ts';
 import { authRoutes } from './routes/auth.routes.ts';
 import { automationRoutes } from './routes/automation.routes.ts';
+import { bounceRoutes } from './routes/bounces.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
 import { feedRoutes } from './routes/feed.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
@@ -110,6 +111,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   feedRoutes(app, deps);
   unsubscribeRoutes(app, deps);
   templateRoutes(app, deps);
+  bounceRoutes(app, deps);
   webhookRoutes(app, deps);
   triggerRoutes(app, deps);
   trackingRoutes(app, deps);
