@@ -23,6 +23,7 @@ import { RecordFormPage } from './pages/RecordFormPage.tsx';
 import { ApiKeysPage, MySettingsPage, SettingsLayout } from './pages/SettingsPages.tsx';
 import { TemplateEditorPage } from './pages/templates/TemplateEditorPage.tsx';
 import { TemplatesPage } from './pages/templates/TemplatesPage.tsx';
+import { WebhooksPage } from './pages/webhooks/WebhooksPage.tsx';
 import { useMeQuery } from './queries.ts';
 import { SessionProvider, useIsAdmin } from './session.tsx';
 import './styles.css';
@@ -110,6 +111,7 @@ const router = createBrowserRouter([
                   { path: 'modules/:module', element: <ModuleFieldsPage /> },
                   { path: 'org', element: <OrgPage /> },
                   { path: 'email', element: <EmailSettingsPage /> },
+                  { path: 'webhooks', element: <WebhooksPage /> },
                 ],
               },
             ],

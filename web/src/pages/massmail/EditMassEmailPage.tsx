@@ -24,6 +24,7 @@ import {
   SendAtField,
   valueToChoice,
 } from './compose.tsx';
+import { TriggerActionsSection } from './triggers.tsx';
 
 // Editing a mass email (F3.5): a scheduled or stopped one in full, and, while they have not gone
 // out, its follow-ups (also under a sent one). Only the creator edits; the server says so too.
@@ -274,6 +275,10 @@ function EditForm({ m, templates }: { m: MassDetail; templates: TemplateSummary[
           </button>
         </div>
       </form>
+      <TriggerActionsSection
+        module={m.module}
+        emails={[{ id: m.id, name: m.name }, ...m.followups.map((f) => ({ id: f.id, name: f.name }))]}
+      />
     </div>
   );
 }
