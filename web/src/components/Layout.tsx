@@ -4,6 +4,7 @@ import { Link, Navigate, NavLink, Outlet, useNavigate } from 'react-router-dom';
 import { api, seg, setCsrfToken } from '../api.ts';
 import { useModules } from '../queries.ts';
 import { useMe } from '../session.tsx';
+import { LiveFeedToasts } from './LiveFeedToasts.tsx';
 import { ErrorBanner } from './ui.tsx';
 
 /** The signed-in frame: a top bar with one tab per readable module, and the page below. */
@@ -64,6 +65,7 @@ export function Layout() {
         <ErrorBanner error={modules.error} />
         <Outlet />
       </main>
+      <LiveFeedToasts />
     </div>
   );
 }

@@ -6,6 +6,7 @@ import { ErrorBanner, Notice } from '../../components/ui.tsx';
 import { useFmt } from '../../session.tsx';
 import { PreviewFrame } from '../templates/PreviewFrame.tsx';
 import { useTemplates } from '../templates/queries.ts';
+import { type EmailStatus, EmailStatusBar, LatestStatus } from './EmailPanelStatus.tsx';
 
 // The record's Emails (F3.1): the messages sent to it with their status, and the compose form
 // (a template, or a message written here), with the From / Reply-To choices the server offers.
@@ -31,7 +32,11 @@ export interface MessageRow {
   created_at: string;
   template_id: string | null;
   template_version: number | null;
+  /** The derived status (F4.5); in the Emails list. */
+  insight?: EmailStatus;
 }
+
+type LatestEmailStatus = Parameters<typeof LatestStatus>[0]['latest'];
 
 interface Preview {
   subject: string;
@@ -262,7 +267,10 @@ export function EmailPanel({ module, id }: { module: string; id: string }) {
   const key = ['record-emails', module, id];
   const q = useQuery({
     queryKey: key,
-    queryFn: () => api.get<{ emails: MessageRow[] }>(`/api/modules/${seg(module)}/records/${seg(id)}/emails`),
+    queryFn: () =>
+      api.get<{ emails: MessageRow[]; latest: LatestEmailStatus }>(
+        `/api/modules/${seg(module)}/records/${seg(id)}/emails`,
+      ),
     // Queued messages change state in the background: look again while any is on its way.
     refetchInterval: (query) =>
       query.state.data?.emails.some((e) => ['queued', 'sending', 'deferred'].includes(e.status))
@@ -275,6 +283,7 @@ export function EmailPanel({ module, id }: { module: string; id: string }) {
       <div className="card-header">
         <h2>
           {t('outreach.emails')} <span className="badge">{fmt.integer(emails.length)}</span>
+          <LatestStatus latest={q.data?.latest ?? null} />
         </h2>
         <button
           type="button"
@@ -323,7 +332,12 @@ export function EmailPanel({ module, id }: { module: string; id: string }) {
                 </td>
                 <td>{e.to_address}</td>
                 <td>
-                  <StatusBadge status={e.status} title={e.smtp_response} />
+                  {/* Once sent, the status bar; before that (queued, retrying, failed) the delivery status. */}
+                  {e.insight && (e.status === 'sent' || e.insight.state === 'bounced') ? (
+                    <EmailStatusBar status={e.insight} />
+                  ) : (
+                    <StatusBadge status={e.status} title={e.smtp_response} />
+                  )}
                 </td>
                 <td>{fmt.dateTime(e.sent_at ?? e.created_at)}</td>
               </tr>
