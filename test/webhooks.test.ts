@@ -365,3 +365,49 @@ describe('outgoing webhooks', () => {
     await admin.req('DELETE', `/api/webhooks/${endpoint.id}`);
   });
 });
+
+describe('the dispatcher loop of a worker', () => {
+  it('wakes on a new email event (NOTIFY) and delivers without waiting for its poll', async () => {
+    const { startWebhookDispatcher } = await import('../src/webhooks/dispatcher.ts');
+    const { inject } = await import('vitest');
+    now = new Date();
+    const { endpoint } = await createEndpoint(admin, ['clicked'], '/live');
+    await drainFeed();
+    const arrived = new Promise<Hit>((resolve) => {
+      const prev = answer;
+      answer = (h) => {
+        if (h.path === '/live') resolve(h);
+        return prev(h);
+      };
+    });
+    const loop = startWebhookDispatcher(deps, { connectionString: inject('dbUrl'), pollMs: 120_000 });
+    try {
+      // Let the loop's first pass and its LISTEN settle, then one click.
+      await new Promise((r) => setTimeout(r, 500));
+      const m = await contactWithMessage(org);
+      const started = Date.now();
+      await recordEvents(deps.db, [
+        {
+          orgId: org.orgId,
+          messageId: m.messageId,
+          recordId: m.recordId,
+          massEmailId: null,
+          kind: 'clicked',
+          human: true,
+          at: now,
+        },
+      ]);
+      const h = await Promise.race([
+        arrived,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('not delivered within 20 s')), 20_000),
+        ),
+      ]);
+      expect(JSON.parse(h.body).event).toBe('clicked');
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      await loop.stop();
+      await admin.req('DELETE', `/api/webhooks/${endpoint.id}`);
+    }
+  });
+});

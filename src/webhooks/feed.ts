@@ -135,7 +135,12 @@ export function startFeedLoop(
   async function listen() {
     if (stopped) return;
     const client = new pg.Client({ connectionString: opts.connectionString });
-    client.on('notification', wake);
+    // A second look shortly after: an event is only read once every older transaction has
+    // ended, which may be a moment after its own commit notified us.
+    client.on('notification', () => {
+      wake();
+      setTimeout(wake, 300).unref();
+    });
     client.on('error', () => {
       client.end().catch(() => {});
       if (listener === client) listener = null;
