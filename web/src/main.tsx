@@ -17,6 +17,7 @@ import { ListPage } from './pages/ListPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
 import { EditMassEmailPage } from './pages/massmail/EditMassEmailPage.tsx';
 import { EmailSettingsPage } from './pages/outreach/EmailSettingsPage.tsx';
+import { SuppressionsPage } from './pages/suppressions/SuppressionsPage.tsx';
 import { OutboxMessagePage, OutboxPage } from './pages/outreach/OutboxPage.tsx';
 import { RecordDetailPage } from './pages/RecordDetailPage.tsx';
 import { RecordFormPage } from './pages/RecordFormPage.tsx';
@@ -111,6 +112,7 @@ const router = createBrowserRouter([
                   { path: 'modules/:module', element: <ModuleFieldsPage /> },
                   { path: 'org', element: <OrgPage /> },
                   { path: 'email', element: <EmailSettingsPage /> },
+                  { path: 'suppressions', element: <SuppressionsPage /> },
                   { path: 'webhooks', element: <WebhooksPage /> },
                 ],
               },
