@@ -5,8 +5,8 @@ import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 import { startMassScheduler } from '../sending/mass.jobs.ts';
 import { renderTemplateRows } from '../sending/render-rows.ts';
 import { startTriggerWorker } from '../sending/triggers.ts';
-import { startWebhookDispatcher } from '../webhooks/dispatcher.ts';
 import { schedulePurgeOldHits } from '../tracking/retention.ts';
+import { startWebhookDispatcher } from '../webhooks/dispatcher.ts';
 
 export const PURGE_SESSIONS = 'crm.purge-sessions';
 
