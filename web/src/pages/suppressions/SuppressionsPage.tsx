@@ -135,7 +135,9 @@ function SuppressionList() {
       const personal = s.reason === 'unsubscribe' || s.reason === 'complaint';
       if (
         !window.confirm(
-          t(personal ? 'suppressions.confirmPersonal' : 'suppressions.confirmRemove', { email: s.email }),
+          personal
+            ? t('suppressions.confirmPersonal', { email: s.email })
+            : t('suppressions.confirmRemove', { email: s.email }),
         )
       )
         return Promise.resolve(undefined);
