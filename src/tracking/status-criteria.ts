@@ -11,40 +11,14 @@
 import { type RawBuilder, type SqlBool, sql } from 'kysely';
 import { dayRangeToInstants, type InstantRange, relativeDayRange } from '../crm/criteria/dates.ts';
 import { ConditionError, registerConditionKind } from '../crm/criteria/registry.ts';
-import type { CriteriaContext, EvalRecord, KindConditionInput, RelativeOp } from '../crm/criteria/types.ts';
+import type { CriteriaContext, EvalRecord, KindConditionInput } from '../crm/criteria/types.ts';
 import type { Db } from '../db/pool.ts';
 import { RECORD_MESSAGE_KINDS } from './record-status.ts';
+import { CRITERIA_STATUSES, type CriteriaStatus, STATUS_WINDOWS, type StatusWindow } from './status.ts';
+
+export { CRITERIA_STATUSES, STATUS_WINDOWS };
 
 export const EMAIL_STATUS_KIND = 'email_status';
-
-export const CRITERIA_STATUSES = [
-  'sent',
-  'delivered',
-  'opened',
-  'clicked',
-  'bounced',
-  'not_opened',
-  'not_clicked',
-  'replied',
-  'opened_not_replied',
-  'received',
-] as const;
-export type CriteriaStatus = (typeof CRITERIA_STATUSES)[number];
-
-/** Windows that look back (an email status is never in the future). */
-export const STATUS_WINDOWS = [
-  'today',
-  'yesterday',
-  'this_week',
-  'last_week',
-  'this_month',
-  'last_month',
-  'this_year',
-  'last_year',
-  'in_last_n_days',
-  'older_than_n_days',
-] as const satisfies readonly RelativeOp[];
-export type StatusWindow = (typeof STATUS_WINDOWS)[number];
 
 const MAX_DAYS = 3650;
 

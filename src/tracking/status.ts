@@ -8,6 +8,8 @@
 // never take a message back: a bounce that arrives after a human open leaves it opened (the
 // bounce is still shown), an open stamped earlier than the last one changes nothing.
 
+import type { RelativeOp } from '../crm/criteria/types.ts';
+
 /** messages.status: where the sending is. */
 export type DeliveryStatus = 'queued' | 'sending' | 'sent' | 'deferred' | 'failed' | 'unknown';
 
@@ -20,6 +22,38 @@ export type EmailState = Exclude<DeliveryStatus, 'sent'> | Progress;
 
 /** A record's latest email status: its newest email's, in either direction. */
 export type LatestState = EmailState | 'received';
+
+// ---- Email status in criteria (F4.8): the choices, shared by the API and the filter editor ----
+// (their meaning is in status-criteria.ts)
+
+export const CRITERIA_STATUSES = [
+  'sent',
+  'delivered',
+  'opened',
+  'clicked',
+  'bounced',
+  'not_opened',
+  'not_clicked',
+  'replied',
+  'opened_not_replied',
+  'received',
+] as const;
+export type CriteriaStatus = (typeof CRITERIA_STATUSES)[number];
+
+/** Windows that look back (an email status is never in the future). */
+export const STATUS_WINDOWS = [
+  'today',
+  'yesterday',
+  'this_week',
+  'last_week',
+  'this_month',
+  'last_month',
+  'this_year',
+  'last_year',
+  'in_last_n_days',
+  'older_than_n_days',
+] as const satisfies readonly RelativeOp[];
+export type StatusWindow = (typeof STATUS_WINDOWS)[number];
 
 /** The steps of the status bar, left to right; a bounce is drawn in place of "delivered". */
 export const BAR_STEPS = ['sent', 'delivered', 'opened', 'clicked', 'replied'] as const;

@@ -134,4 +134,67 @@ describe('email status UI', () => {
     await b.screenshot('ui-email-status-toast');
     expect(b.pageErrors).toEqual([]);
   });
+
+  it('filters a list by email status with a time window, from the advanced filter', async () => {
+    const org = await app.createOrg();
+    const api = await login(app.app, org.adminEmail, org.adminPassword);
+    const make = async (last: string) =>
+      (
+        await api.req('POST', '/api/modules/leads/records', {
+          data: { last_name: last, email: `${last}@x.example` },
+        })
+      ).body.id as string;
+    const clicked = await make('Clicker');
+    await make('Silent');
+    const mod = await app.deps.db
+      .selectFrom('modules')
+      .select('id')
+      .where('org_id', '=', org.orgId)
+      .where('api_name', '=', 'leads')
+      .executeTakeFirstOrThrow();
+    const fiveDaysAgo = new Date(Date.now() - 5 * 86_400_000);
+    await app.deps.db
+      .insertInto('messages')
+      .values({
+        org_id: org.orgId,
+        kind: 'mass',
+        module_id: mod.id,
+        record_id: clicked,
+        from_address: 'me@ourco.example',
+        to_address: 'clicker@x.example',
+        subject: 'Offer',
+        message_id_header: `<${randomBytes(8).toString('hex')}@ourco.example>`,
+        transport: 'relay',
+        status: 'sent',
+        expires_at: new Date(Date.now() + 3_600_000),
+        tracked: true,
+        sent_at: fiveDaysAgo,
+        clicked_at: fiveDaysAgo,
+        click_count: 1,
+      })
+      .execute();
+
+    await b.signIn(org.adminEmail, org.adminPassword);
+    await page.goto(`${app.url}/m/leads`);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    const filter = page.getByRole('form', { name: 'Advanced filter' });
+    await filter.getByRole('button', { name: 'Add condition' }).click();
+    await filter.getByLabel('Field of condition 1').selectOption({ label: 'Email status' });
+    await filter.getByLabel('Operator of condition 1').selectOption({ label: 'Clicked' });
+    await filter.getByRole('button', { name: 'Apply filter' }).click();
+    const rows = page.locator('table.data-table tbody tr');
+    await expect.poll(() => rows.count()).toBe(1);
+    await expect.poll(() => rows.first().textContent()).toContain('Clicker');
+
+    // Clicked in the last 2 days: nobody; in the last 7: the clicker again (the filter stays open).
+    await filter.getByLabel('Value of condition 1').selectOption({ label: 'in the last N days' });
+    await filter.getByLabel('Days (condition 1)').fill('2');
+    await filter.getByRole('button', { name: 'Apply filter' }).click();
+    await page.getByText('No records match.').waitFor();
+    await filter.getByLabel('Days (condition 1)').fill('7');
+    await filter.getByRole('button', { name: 'Apply filter' }).click();
+    await expect.poll(() => rows.count()).toBe(1);
+    await b.screenshot('ui-email-status-filter');
+    expect(b.pageErrors).toEqual([]);
+  });
 });

@@ -5,6 +5,14 @@ import { api, seg } from '../api.ts';
 import { arityOf, conditionForApi, defaultPattern, defaultValue, operatorsFor } from '../fields.ts';
 import { keys, useUsers } from '../queries.ts';
 import type { Condition, Criteria, CrmRecord, Field, LookupRef, ModuleMeta } from '../types.ts';
+import {
+  conditionFromRow,
+  EMAIL_STATUS_FIELD,
+  EmailStatusOperator,
+  EmailStatusWindow,
+  emailStatusRow,
+  rowFromCondition,
+} from './EmailStatusCondition.tsx';
 import { LookupInput } from './LookupInput.tsx';
 
 interface Row extends Condition {
@@ -47,7 +55,7 @@ export function useFilterFields(fields: Field[]): FieldChoice[] {
 
 let nextKey = 1;
 const toRows = (c: Criteria | null | undefined): Row[] =>
-  (c?.conditions ?? []).map((x) => ({ ...x, key: nextKey++ }));
+  (c?.conditions ?? []).map((x) => ({ ...rowFromCondition(x), key: nextKey++ }));
 
 /** One chosen lookup id, shown by its record's name. */
 function LookupChip({ module, id, onRemove }: { module: string; id: string; onRemove: () => void }) {
@@ -242,6 +250,7 @@ export function FilterBuilder({
   const apply = () => {
     if (rows.length === 0) return onApply(null);
     const conditions = rows.map(({ key: _k, ...c }) => {
+      if (c.field === EMAIL_STATUS_FIELD) return conditionFromRow(c);
       const ch = choiceOf(c.field);
       return ch ? conditionForApi(ch.field.type, c) : c;
     });
@@ -273,18 +282,20 @@ export function FilterBuilder({
                 aria-label={t('filter.field', { n: i + 1 })}
                 value={row.field}
                 onChange={(e) => {
+                  if (e.target.value === EMAIL_STATUS_FIELD) return update(row.key, emailStatusRow());
                   const next = choiceOf(e.target.value);
                   if (!next) return;
                   const op = operatorsFor(next.field.type)[0];
                   update(row.key, { field: next.path, op, value: defaultValue(next.field.type, op) });
                 }}
               >
-                {!ch && <option value={row.field}>{row.field}</option>}
+                {!ch && row.field !== EMAIL_STATUS_FIELD && <option value={row.field}>{row.field}</option>}
                 {own.map((c) => (
                   <option key={c.path} value={c.path}>
                     {c.label}
                   </option>
                 ))}
+                <option value={EMAIL_STATUS_FIELD}>{t('insights.criteria.field')}</option>
                 {groups.map((g) => (
                   <optgroup key={g} label={g}>
                     {choices
@@ -297,24 +308,42 @@ export function FilterBuilder({
                   </optgroup>
                 ))}
               </select>
-              <select
-                aria-label={t('filter.operator', { n: i + 1 })}
-                value={row.op}
-                onChange={(e) => {
-                  const op = e.target.value;
-                  const type = ch?.field.type ?? 'text';
-                  const keep = arityOf(type, op) === arityOf(type, row.op);
-                  update(row.key, { op, value: keep ? row.value : defaultValue(type, op) });
-                }}
-              >
-                {!ops.includes(row.op) && <option value={row.op}>{row.op}</option>}
-                {ops.map((op) => (
-                  <option key={op} value={op}>
-                    {t(`ops.${op}`)}
-                  </option>
-                ))}
-              </select>
-              <ValueEditor row={row} choice={ch} index={i} onChange={(value) => update(row.key, { value })} />
+              {row.field === EMAIL_STATUS_FIELD ? (
+                <>
+                  <EmailStatusOperator index={i} value={row.op} onChange={(op) => update(row.key, { op })} />
+                  <EmailStatusWindow
+                    index={i}
+                    value={row.value}
+                    onChange={(value) => update(row.key, { value })}
+                  />
+                </>
+              ) : (
+                <>
+                  <select
+                    aria-label={t('filter.operator', { n: i + 1 })}
+                    value={row.op}
+                    onChange={(e) => {
+                      const op = e.target.value;
+                      const type = ch?.field.type ?? 'text';
+                      const keep = arityOf(type, op) === arityOf(type, row.op);
+                      update(row.key, { op, value: keep ? row.value : defaultValue(type, op) });
+                    }}
+                  >
+                    {!ops.includes(row.op) && <option value={row.op}>{row.op}</option>}
+                    {ops.map((op) => (
+                      <option key={op} value={op}>
+                        {t(`ops.${op}`)}
+                      </option>
+                    ))}
+                  </select>
+                  <ValueEditor
+                    row={row}
+                    choice={ch}
+                    index={i}
+                    onChange={(value) => update(row.key, { value })}
+                  />
+                </>
+              )}
               <button
                 type="button"
                 className="btn btn-icon"
