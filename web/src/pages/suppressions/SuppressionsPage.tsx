@@ -73,7 +73,7 @@ function Alerts() {
       ) : open.length === 0 ? (
         <p className="muted">{t('suppressions.noAlerts')}</p>
       ) : (
-        <ul className="alert-list">
+        <ul className="alert-list" style={{ listStyle: 'none', padding: 0 }}>
           {open.map((a) => (
             <li key={a.id} className="alert alert-error" data-testid="admin-alert">
               <strong>{a.title}</strong>
