@@ -7,6 +7,7 @@ import { ErrorBanner, Loading, Notice } from '../../components/ui.tsx';
 import { useModuleMeta } from '../../queries.ts';
 import { useFmt } from '../../session.tsx';
 import type { Field } from '../../types.ts';
+import './triggers.css';
 
 // Trigger actions (F4.9) of a mass email and of each of its follow-ups: when a recipient opens or
 // clicks, field updates, follow-up tasks and scheduled calls; when it bounces, field updates only.
@@ -202,6 +203,7 @@ function TriggerEditor({ massId, module }: { massId: string; module: string }) {
                       // biome-ignore lint/suspicious/noArrayIndexKey: rows have no id; their order is their identity
                       <div key={i} className="trigger-row">
                         <input
+                          type="text"
                           aria-label={t('triggers.subject')}
                           placeholder={t('triggers.subject')}
                           value={task.subject}
@@ -282,6 +284,7 @@ function TriggerEditor({ massId, module }: { massId: string; module: string }) {
                       // biome-ignore lint/suspicious/noArrayIndexKey: rows have no id; their order is their identity
                       <div key={i} className="trigger-row">
                         <input
+                          type="text"
                           aria-label={t('triggers.subject')}
                           placeholder={t('triggers.subject')}
                           value={call.subject}

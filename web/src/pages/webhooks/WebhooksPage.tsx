@@ -4,6 +4,7 @@ import { useTranslation } from 'react-i18next';
 import { ApiError, api, seg } from '../../api.ts';
 import { ErrorBanner, FormRow, Loading, Notice, PageHeader } from '../../components/ui.tsx';
 import { useFmt } from '../../session.tsx';
+import './webhooks.css';
 
 // Outgoing webhooks (F7.2), admins only: endpoints with their events, the signing secret shown
 // once, and each endpoint's delivery log (status, response code, duration, attempts).
@@ -49,9 +50,9 @@ export function WebhooksPage() {
     <div>
       <PageHeader title={t('webhooks.title')} sub={t('webhooks.intro')} />
       {secret && (
-        <div className="alert alert-success" role="status" data-testid="webhook-secret">
+        <div className="alert alert-success webhook-secret" role="status" data-testid="webhook-secret">
           <p>{t('webhooks.secretOnce', { url: secret.url })}</p>
-          <code className="secret">{secret.secret}</code>
+          <code>{secret.secret}</code>
           <p className="muted">{t('webhooks.signatureHelp')}</p>
           <button type="button" className="btn btn-small" onClick={() => setSecret(null)}>
             {t('webhooks.secretCopied')}
@@ -155,6 +156,7 @@ function NewEndpoint({
         </FormRow>
         <FormRow id="wh-desc" label={t('webhooks.description')}>
           <input
+            type="text"
             id="wh-desc"
             maxLength={200}
             value={description}
@@ -218,7 +220,8 @@ function EndpointRow({
     <div className="webhook-endpoint" data-testid="webhook-endpoint">
       <div className="card-header">
         <div>
-          <strong>{e.url}</strong> {!e.enabled && <span className="badge">{t('webhooks.disabled')}</span>}
+          <strong className="url">{e.url}</strong>{' '}
+          {!e.enabled && <span className="badge">{t('webhooks.disabled')}</span>}
           {e.description && <div className="muted">{e.description}</div>}
           <div className="muted">{e.events.map((ev) => t(`webhooks.event.${ev}`)).join(', ')}</div>
         </div>
@@ -256,7 +259,7 @@ function EndpointRow({
       {notice && <Notice>{notice}</Notice>}
       {open && (
         <>
-          <div className="form-row wide">
+          <div className="webhook-events-edit">
             <span id={`wh-ev-${e.id}-label`}>{t('webhooks.events')}</span>
             <EventChecks events={events} value={chosen} onChange={setChosen} idPrefix={`wh-ev-${e.id}`} />
             <button
