@@ -5,26 +5,22 @@
 // same run; peak resident memory printed (target < 300 MB). The sink is a child process, so its
 // CPU is not charged to the sender, as a remote relay would not be.
 // BENCH_CONTACTS / BENCH_RECIPIENTS change the sizes (recipients are every tenth contact).
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { Liquid } from 'liquidjs';
 import nodemailer from 'nodemailer';
 import { type Actor, createOrg } from '../src/crm/index.ts';
-import { closeSignPool, deliverDue } from '../src/sending/delivery.ts';
 import { addDkimKey } from '../src/sending/dkim-keys.ts';
 import { createMassEmail } from '../src/sending/mass.service.ts';
 import { launchDue } from '../src/sending/mass-launch.ts';
 import { saveRelay } from '../src/sending/relays.ts';
-import { renderTemplateRows } from '../src/sending/render-rows.ts';
-import { closeRelayTransports } from '../src/sending/transport.ts';
 import { benchDatabase, postgresCpuMs, timed } from './support.ts';
 
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 100_000);
 const CONTACTS = Number(process.env.BENCH_CONTACTS ?? RECIPIENTS * 10);
 const NAIVE = 1_500;
-const BATCH = Number(process.env.BENCH_BATCH ?? 500);
-const LOOPS = Number(process.env.BENCH_LOOPS ?? 3); // deliverDue loops in flight, as a worker runs them
 
 // A ~9 KB personalised newsletter with links, as marketing mail is.
 const para = (i: number) =>
@@ -56,16 +52,6 @@ const ask = <T>(msg: string) =>
 const { port } = await new Promise<{ port: number }>((resolve) =>
   sinkProc.once('message', (m) => resolve(m as never)),
 );
-
-let peakRss = 0;
-let atPeak = process.memoryUsage();
-const sampler = setInterval(() => {
-  const m = process.memoryUsage();
-  if (m.rss > peakRss) {
-    peakRss = m.rss;
-    atPeak = m;
-  }
-}, 50);
 
 const b = await benchDatabase('mass_send');
 try {
@@ -181,61 +167,76 @@ try {
     `audience: ${queued} recipients of ${CONTACTS} contacts resolved and written in ${(audienceMs / 1000).toFixed(2)} s (checked when created: ${(createMs / 1000).toFixed(2)} s; launched: ${((audienceMs - createMs) / 1000).toFixed(2)} s)`,
   );
 
-  // ---- the send: claim → render → DKIM → SMTP → state ------------------------------------------
-  // BENCH_CPU_PROFILE=file.cpuprofile profiles the main thread during the send only.
-  const profiler = process.env.BENCH_CPU_PROFILE
-    ? new (await import('node:inspector/promises')).Session()
-    : null;
-  if (profiler) {
-    profiler.connect();
-    await profiler.post('Profiler.enable');
-    await profiler.post('Profiler.start');
-  }
-  const rssBeforeSend = process.memoryUsage().rss;
-  peakRss = 0; // the figure that matters: memory while sending
+  // ---- the send: claim → render → DKIM → SMTP → state, by a real `parley worker` process -------
+  // The worker runs as in production (its own process, default loops and batch size), so its peak
+  // resident memory (VmHWM) and CPU are the sender's alone. Timed from the first message reaching
+  // the sink to the last state written. BENCH_CPU_PROFILE=dir writes the worker's CPU profile there.
   const sink0 = await ask<{ count: number; cpuMs: number }>('stats');
-  const cpu0 = process.cpuUsage();
   const pg0 = await postgresCpuMs(deps);
-  const [sendMs, sent] = await timed(async () => {
-    let total = 0;
-    const loop = async () => {
-      for (;;) {
-        const c = await deliverDue(deps, { limit: BATCH, render: renderTemplateRows });
-        total += c.sent;
-        if (c.claimed === 0) return;
-        if (c.failed || c.deferred || c.unknown) {
-          const why = await sql<{ smtp_response: string }>`SELECT smtp_response FROM messages
-            WHERE mass_email_id = ${massId} AND status <> 'sent' AND smtp_response IS NOT NULL LIMIT 1`.execute(
-            deps.db,
-          );
-          throw new Error(`delivery trouble: ${JSON.stringify(c)}: ${why.rows[0]?.smtp_response}`);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: LOOPS }, loop));
-    return total;
-  });
-  const cpu = process.cpuUsage(cpu0);
-  const pg1 = await postgresCpuMs(deps);
-  const sendPeakRss = peakRss;
-  const mb = (n: number) => Math.round(n / 1048576);
-  console.log(
-    `memory at the peak: heap ${mb(atPeak.heapUsed)}/${mb(atPeak.heapTotal)} MB, external ${mb(atPeak.external)} MB (array buffers ${mb(atPeak.arrayBuffers)} MB), the rest (code, threads, allocator) ${mb(atPeak.rss - atPeak.heapTotal - atPeak.external)} MB`,
+  const worker = spawn(
+    process.execPath,
+    [
+      ...(process.env.BENCH_CPU_PROFILE
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`]
+        : []),
+      fileURLToPath(new URL('../bin/parley.mjs', import.meta.url)),
+      'worker',
+    ],
+    {
+      env: {
+        ...process.env,
+        PARLEY_DATABASE_URL: b.url,
+        PARLEY_SECRET: deps.config.secret as string,
+        PARLEY_LOG_LEVEL: 'error',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
   );
-  if (profiler) {
-    const { profile } = await profiler.post('Profiler.stop');
-    (await import('node:fs')).writeFileSync(process.env.BENCH_CPU_PROFILE as string, JSON.stringify(profile));
+  const workerExit = new Promise<void>((r) => worker.once('exit', () => r()));
+  const proc = (what: string) => readFileSync(`/proc/${worker.pid}/${what}`, 'utf8');
+  const sentCount = async () =>
+    (
+      await sql<{ n: number }>`SELECT count(*)::int AS n FROM messages
+        WHERE mass_email_id = ${massId} AND status <> 'queued' AND status <> 'sending'`.execute(deps.db)
+    ).rows[0];
+  let settled = 0;
+  let sinkNow = sink0;
+  const deadline = Date.now() + 30 * 60_000;
+  while (settled < queued) {
+    if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode})`);
+    if (Date.now() > deadline) throw new Error(`the send did not finish in time: ${settled}/${queued}`);
+    await new Promise((r) => setTimeout(r, 100));
+    sinkNow = await ask<{ count: number; cpuMs: number }>('stats');
+    // the database is only asked once the sink has everything (counting rows costs PostgreSQL CPU)
+    if (sinkNow.count - sink0.count >= queued) settled = (await sentCount()).n;
   }
-  const sink1 = await ask<{ count: number; bytes: number; cpuMs: number }>('stats');
-  if (sink1.count - sink0.count !== sent)
-    throw new Error(`sink got ${sink1.count - sink0.count}, sender counted ${sent}`);
+  const doneAt = Date.now();
+  const status = proc('status');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  const peakRss = kb('VmHWM') * 1024;
+  const stat = proc('stat')
+    .replace(/^.*\) /, '')
+    .split(' ');
+  const workerCpuMs = (Number(stat[11]) + Number(stat[12])) * 10;
+  const pg1 = await postgresCpuMs(deps);
+  worker.kill('SIGTERM');
+  await workerExit;
+  const sink1 = await ask<{ count: number; bytes: number; cpuMs: number; firstAt: number }>('stats');
+  const sent = sink1.count - sink0.count;
+  const failed = await sql<{ status: string; n: number; why: string }>`SELECT status, count(*)::int AS n,
+      min(smtp_response) AS why FROM messages WHERE mass_email_id = ${massId} AND status <> 'sent' GROUP BY status`.execute(
+    deps.db,
+  );
+  if (failed.rows.length) throw new Error(`delivery trouble: ${JSON.stringify(failed.rows)}`);
+  if (sent !== queued) throw new Error(`sink got ${sent}, expected ${queued}`);
+  const sendMs = doneAt - sink1.firstAt;
   const rate = sent / (sendMs / 1000);
   console.log(
     `send: ${sent} messages in ${(sendMs / 1000).toFixed(1)} s = ${Math.round(rate)} msgs/s; ` +
-      `sender CPU ${((cpu.user + cpu.system) / 1000 / sent).toFixed(3)} ms/msg (main thread + signing threads), ` +
+      `worker CPU ${(workerCpuMs / sent).toFixed(3)} ms/msg (main thread + signing threads, startup included), ` +
       (pg0 !== null && pg1 !== null ? `PostgreSQL CPU ${((pg1 - pg0) / sent).toFixed(3)} ms/msg, ` : '') +
       `sink CPU ${((sink1.cpuMs - sink0.cpuMs) / sent).toFixed(3)} ms/msg, ` +
-      `avg ${Math.round((sink1.bytes - 0) / sink1.count)} bytes/msg; RSS ${Math.round(rssBeforeSend / 1048576)} MB before, ${Math.round(sendPeakRss / 1048576)} MB peak while sending`,
+      `avg ${Math.round(sink1.bytes / sink1.count)} bytes/msg; worker peak RSS ${Math.round(peakRss / 1048576)} MB`,
   );
 
   // ---- the naive baseline: render with liquidjs, sendMail with nodemailer's DKIM ---------------
@@ -279,14 +280,10 @@ try {
   console.log(
     `naive loop: ${NAIVE} messages in ${(naiveMs / 1000).toFixed(1)} s = ${Math.round(naiveRate)} msgs/s`,
   );
-  clearInterval(sampler);
   console.log(
-    `mass-send: ${Math.round(rate)} msgs/s, ${(rate / naiveRate).toFixed(1)}x naive, ${Math.round(sendPeakRss / 1048576)} MB peak RSS`,
+    `mass-send: ${Math.round(rate)} msgs/s, ${(rate / naiveRate).toFixed(1)}x naive, ${Math.round(peakRss / 1048576)} MB peak RSS`,
   );
 } finally {
-  clearInterval(sampler);
-  closeRelayTransports(b.deps);
-  await closeSignPool(b.deps);
   await b.close();
   sinkProc.send('stop');
 }

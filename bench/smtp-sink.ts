@@ -1,10 +1,11 @@
 // An SMTP server that counts and discards what it receives, run as a child process by benchmarks so
 // that its CPU is not charged to the sender. Tells its parent its port, answers 'stats' with
-// { count, bytes, cpuMs }, exits on 'stop'.
+// { count, bytes, cpuMs, firstAt } (firstAt: when the first message arrived), exits on 'stop'.
 import { SMTPServer } from 'smtp-server';
 
 let count = 0;
 let bytes = 0;
+let firstAt = 0;
 const server = new SMTPServer({
   authOptional: true,
   disabledCommands: ['STARTTLS'],
@@ -15,7 +16,7 @@ const server = new SMTPServer({
       bytes += c.length;
     });
     stream.on('end', () => {
-      count++;
+      if (count++ === 0) firstAt = Date.now();
       cb();
     });
   },
@@ -28,6 +29,6 @@ server.listen(0, '127.0.0.1', () => {
 process.on('message', (m) => {
   if (m === 'stats') {
     const u = process.cpuUsage();
-    process.send?.({ count, bytes, cpuMs: (u.user + u.system) / 1000 });
+    process.send?.({ count, bytes, cpuMs: (u.user + u.system) / 1000, firstAt });
   } else if (m === 'stop') server.close(() => process.exit(0));
 });

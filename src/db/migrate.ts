@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { srcDir } from '../paths.ts';
 
-const dir = join(import.meta.dirname, 'migrations');
+const dir = join(srcDir, 'db', 'migrations');
 const LOCK_KEY = 727_001; // one advisory lock: processes starting together migrate one at a time
 
 export function listMigrations(): { version: string; sql: string }[] {

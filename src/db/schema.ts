@@ -300,7 +300,6 @@ export interface MessagesTable {
   replied_at: Timestamp | null;
   autoresponder_id: string | null;
   workflow_rule_id: string | null;
-  handed_over_at: Timestamp | null;
   complained_at: Timestamp | null;
   created_at: DefaultTimestamp;
   updated_at: DefaultTimestamp;
@@ -609,6 +608,12 @@ export interface BounceWebhooksTable {
   updated_at: DefaultTimestamp;
 }
 
+export interface DeliveryHandoversTable {
+  id: Generated<string>;
+  claimed_at: Date;
+  message_ids: string[];
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -635,6 +640,7 @@ export interface DB {
   autoresponders: AutorespondersTable;
   workflow_rules: WorkflowRulesTable;
   email_events: EmailEventsTable;
+  delivery_handovers: DeliveryHandoversTable;
   feed_cursors: FeedCursorsTable;
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;

@@ -10,6 +10,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { sql } from 'kysely';
 import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
+import { srcDir } from '../paths.ts';
 import { registerAuth } from './auth.ts';
 import { errorBody, handleError } from './errors.ts';
 import { registerMetrics } from './metrics.ts';
@@ -34,7 +35,7 @@ declare module 'fastify' {
   }
 }
 
-export const webDist = join(import.meta.dirname, '..', '..', 'web', 'dist');
+export const webDist = join(srcDir, '..', 'web', 'dist');
 
 function trustProxy(v: string | undefined): boolean | string[] {
   if (!v) return false;

@@ -10,7 +10,7 @@
 //     was sent (refused, dropped, timeout)   1 h, ±20 % jitter) until expires_at, then failed
 //   no reply after the whole message      → unknown: it may have been delivered, never re-sent
 //   still 'sending' after STUCK_AFTER_MS  → the worker died (recoverStuck): unknown if it had been
-//                                            handed to the SMTP connection (handed_over_at), back to
+//                                            handed to the SMTP connection (delivery_handovers), back to
 //                                            the queue if not, sent if its bytes are in the outbox
 // A claimed message that could not start within RESERVE_HORIZON_MS (rate or connection limits) is
 // released unattempted: back to its previous status, due again when the limit allows.
@@ -169,7 +169,7 @@ async function claim(deps: Deps, now: Date, limit: number, orgId?: string): Prom
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     )
-    UPDATE messages m SET status = 'sending', claimed_at = ${now}, handed_over_at = NULL, updated_at = ${now}
+    UPDATE messages m SET status = 'sending', claimed_at = ${now}, updated_at = ${now}
     FROM due WHERE m.id = due.id
     RETURNING m.id, m.org_id, m.kind, m.module_id, m.record_id, m.template_id, m.template_version,
       m.mass_email_id, m.sender_id, m.from_address, m.from_name, m.reply_to, m.to_address, m.to_name,
@@ -398,11 +398,12 @@ export function composeMessage(
 }
 
 /**
- * Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages (or when
- * the pool fails). Returns the messages that could not be signed, with the reason.
+ * Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages. Returns
+ * the messages that could not be signed, with the reason; a failed pool batch is marked
+ * `retry` (its buffers went to the thread that failed: the rows are released and rendered again).
  */
-async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Error>> {
-  const failed = new Map<Prepared, Error>();
+async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Error & { retry?: boolean }>> {
+  const failed = new Map<Prepared, Error & { retry?: boolean }>();
   const groups = new Map<readonly DkimKey[], Prepared[]>();
   for (const p of items) {
     if (!p.keys.length) continue;
@@ -410,17 +411,17 @@ async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Err
     g.push(p);
     groups.set(p.keys, g);
   }
-  const inline = (group: Prepared[], keys: readonly DkimKey[]) => {
-    for (const p of group)
-      try {
-        p.raw = dkimSign(p.raw, keys);
-      } catch (e) {
-        failed.set(p, e as Error);
-      }
-  };
   await Promise.all(
     [...groups].map(async ([keys, group]) => {
-      if (group.length < POOL_MIN) return inline(group, keys);
+      if (group.length < POOL_MIN) {
+        for (const p of group)
+          try {
+            p.raw = dkimSign(p.raw, keys);
+          } catch (e) {
+            failed.set(p, e as Error);
+          }
+        return;
+      }
       try {
         const signed = await signPoolFor(deps).signMessages(
           keys,
@@ -430,8 +431,8 @@ async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Err
           p.raw = signed[i];
         });
       } catch (e) {
-        deps.log.warn({ err: e }, 'delivery: the signing pool failed; signing inline');
-        inline(group, keys);
+        deps.log.warn({ err: e }, 'delivery: the signing pool failed; the batch will be tried again');
+        for (const p of group) failed.set(p, Object.assign(new Error((e as Error).message), { retry: true }));
       }
     }),
   );
@@ -543,11 +544,13 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
 
   const unsigned = await signAll(deps, [...outboxItems, ...relayItems]);
   for (const [p, e] of unsigned)
-    results.outcome(
-      p.m,
-      { status: 'failed', code: null, response: `could not DKIM-sign: ${e.message}` },
-      null,
-    );
+    if (e.retry) results.release(p.m, 5_000);
+    else
+      results.outcome(
+        p.m,
+        { status: 'failed', code: null, response: `could not DKIM-sign: ${e.message}` },
+        null,
+      );
   const toOutbox = outboxItems.filter((p) => !unsigned.has(p));
   const toRelay = relayItems.filter((p) => !unsigned.has(p));
 
@@ -571,52 +574,76 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     }
   }
 
-  const marks = new HandoverMarks(deps);
+  const marks = new HandoverMarks(
+    deps,
+    rows[0].claimed_at,
+    toRelay.map((p) => p.m.id),
+  );
   await Promise.all(toRelay.map((p) => sendThroughRelay(p, results, marks)));
-  return results.close();
+  const counts = await results.close();
+  await marks.clear().catch((e) => deps.log.warn({ err: e }, 'delivery: clearing handover marks failed'));
+  return counts;
 }
 
 /**
- * Records that messages are about to be handed to an SMTP connection, a few at a time (one UPDATE
- * per HANDOVER_BATCH or per tick), and resolves once that is durable: a crash can then only leave
- * as 'unknown' the handful being sent at that moment, not a whole claimed batch.
+ * Records that messages are about to be handed to an SMTP connection, durably, before they are: a
+ * crash can then only leave as 'unknown' the messages marked but not yet answered, not a whole
+ * claimed batch. Marking costs a commit (an fsync), so it is done ahead, HANDOVER_CHUNK messages at
+ * a time in the order they will be sent (the claim order the limiter follows), and the next chunk
+ * is marked while the current one is being sent. One UPDATE per message measured 0.45 ms of
+ * PostgreSQL CPU per message; a chunk of 32 costs ~1/32 of that. A crash leaves at most about
+ * a chunk and a quarter per claim marked but not sent: those become unknown.
  */
 class HandoverMarks {
-  private ids: string[] = [];
-  private waiting: { resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private scheduled = false;
-  constructor(private readonly deps: Deps) {}
-  mark(id: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.ids.push(id);
-      this.waiting.push({ resolve, reject });
-      if (this.ids.length >= HANDOVER_BATCH) this.flush();
-      else if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+  private readonly position = new Map<string, number>();
+  /** Each chunk's durable write, by chunk number. */
+  private readonly chunks = new Map<number, Promise<void>>();
+  private readonly written: string[] = [];
+  constructor(
+    private readonly deps: Deps,
+    private readonly claimedAt: Date,
+    private readonly order: readonly string[],
+  ) {
+    for (let i = 0; i < order.length; i++) this.position.set(order[i], i);
   }
-  private flush() {
-    this.scheduled = false;
-    const ids = this.ids;
-    const waiting = this.waiting;
-    this.ids = [];
-    this.waiting = [];
-    if (!ids.length) return;
-    sql`UPDATE messages SET handed_over_at = ${this.deps.clock.now()} WHERE id = ANY(${ids}::uuid[]) AND status = 'sending'`
-      .execute(this.deps.db)
-      .then(
-        () => {
-          for (const w of waiting) w.resolve();
-        },
-        (e) => {
-          for (const w of waiting) w.reject(e);
-        },
+  mark(id: string): Promise<void> {
+    const at = this.position.get(id);
+    if (at === undefined) return Promise.reject(new Error(`message ${id} is not in this batch`));
+    const chunk = Math.floor(at / HANDOVER_CHUNK);
+    const done = this.write(chunk);
+    // Near the end of a chunk, the next one is marked so that its commit is ready when needed.
+    if (at % HANDOVER_CHUNK >= (HANDOVER_CHUNK * 3) / 4) this.write(chunk + 1).catch(() => {});
+    return done;
+  }
+  private write(chunk: number): Promise<void> {
+    let w = this.chunks.get(chunk);
+    if (!w) {
+      const ids = this.order.slice(chunk * HANDOVER_CHUNK, (chunk + 1) * HANDOVER_CHUNK);
+      w = ids.length
+        ? sql<{ id: string }>`INSERT INTO delivery_handovers (claimed_at, message_ids)
+            VALUES (${this.claimedAt}, ${ids}::uuid[]) RETURNING id`
+            .execute(this.deps.db)
+            .then((r) => {
+              this.written.push(r.rows[0].id);
+            })
+        : Promise.resolve();
+      // a failed write is tried again by the next message that needs it
+      w.catch(() => this.chunks.delete(chunk));
+      this.chunks.set(chunk, w);
+    }
+    return w;
+  }
+
+  /** Once the claim's results are recorded, its marks are no longer needed. */
+  async clear(): Promise<void> {
+    await Promise.allSettled(this.chunks.values());
+    if (this.written.length)
+      await sql`DELETE FROM delivery_handovers WHERE id = ANY(${this.written}::bigint[])`.execute(
+        this.deps.db,
       );
   }
 }
-const HANDOVER_BATCH = 32;
+const HANDOVER_CHUNK = 32;
 
 async function sendThroughRelay(p: Prepared, results: ResultWriter, marks: HandoverMarks): Promise<void> {
   const relay = p.relay as RelayTransport;
@@ -660,13 +687,11 @@ export async function recoverStuck(deps: Deps, olderThanMs = STUCK_AFTER_MS): Pr
     FROM outbox o WHERE o.message_id = m.id AND m.status = 'sending' AND m.claimed_at < ${before}`.execute(
     deps.db,
   );
-  await deps.db
-    .updateTable('messages')
-    .set({ status: 'queued', next_attempt_at: now, updated_at: now })
-    .where('status', '=', 'sending')
-    .where('claimed_at', '<', before)
-    .where('handed_over_at', 'is', null)
-    .execute();
+  await sql`UPDATE messages m SET status = 'queued', next_attempt_at = ${now}, updated_at = ${now}
+    WHERE m.status = 'sending' AND m.claimed_at < ${before} AND NOT EXISTS (
+      SELECT 1 FROM delivery_handovers h WHERE h.claimed_at = m.claimed_at AND m.id = ANY(h.message_ids))`.execute(
+    deps.db,
+  );
   const r = await deps.db
     .updateTable('messages')
     .set({
@@ -678,6 +703,8 @@ export async function recoverStuck(deps: Deps, olderThanMs = STUCK_AFTER_MS): Pr
     .where('status', '=', 'sending')
     .where('claimed_at', '<', before)
     .executeTakeFirst();
+  // No message of those claims is still 'sending' now: their marks are spent.
+  await deps.db.deleteFrom('delivery_handovers').where('claimed_at', '<', before).execute();
   return Number(r.numUpdatedRows);
 }
 

@@ -2,8 +2,12 @@
 // of CPU per message on this machine, the largest single cost of a send, so it runs off the main
 // thread on every core: hundreds of messages per postMessage (one round trip per batch, not per
 // message), keys parsed once and kept in each worker, a few batches in flight per worker.
+// Messages travel without copies: each message's memory is transferred to the worker, which
+// returns the signed message (signature + message) the same way.
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { srcDir } from '../paths.ts';
 import type { DkimKey } from './dkim.ts';
 import type { FromWorker, ToWorker } from './sign-pool.worker.ts';
 
@@ -20,21 +24,20 @@ export interface SignPoolOptions {
 
 export interface SignPool {
   /**
-   * One DKIM-Signature header block (ending in CRLF) per message, in order. Pass the same `keys`
-   * array for every batch of a send: it is what identifies the key set sent to the workers.
+   * Each message with its DKIM-Signature header block prepended, in order. The input buffers are
+   * handed over (their memory moves to the signing thread): do not use them afterwards. Pass the
+   * same `keys` array for every batch of a send: it is what identifies the key set sent to the workers.
    */
-  sign(keys: readonly DkimKey[], messages: readonly Buffer[]): Promise<string[]>;
-  /** sign(), then each message with its signature prepended. */
   signMessages(keys: readonly DkimKey[], messages: readonly Buffer[]): Promise<Buffer[]>;
   readonly size: number;
   /** Waits for the batches in flight, then stops the workers. */
   close(): Promise<void>;
   /** For tests: stops one worker abruptly, as if it had crashed. */
-  crashWorkerForTest(index: number): void;
+  crashWorkerForTest(index: number): Promise<void>;
 }
 
 interface Pending {
-  resolve: (headers: string[]) => void;
+  resolve: (signed: Buffer[]) => void;
   reject: (e: Error) => void;
 }
 
@@ -46,7 +49,31 @@ interface Slot {
   exited: boolean;
 }
 
-const WORKER_URL = new URL('./sign-pool.worker.mjs', import.meta.url);
+// Worker threads do not inherit tsx's module hooks, and loading tsx in each thread cost ~35 MB of
+// memory per thread. So the worker's few modules are bundled once per process into plain JS by
+// esbuild (what tsx itself runs on) and each thread starts from that source.
+let workerUrl: Promise<URL> | undefined;
+function bundledWorker(): Promise<URL> {
+  workerUrl ??= import('esbuild').then(async ({ build }) => {
+    const r = await build({
+      entryPoints: [join(srcDir, 'sending', 'sign-pool.worker.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      write: false,
+      logLevel: 'silent',
+    });
+    return new URL(`data:text/javascript,${encodeURIComponent(r.outputFiles[0].text)}`);
+  });
+  return workerUrl;
+}
+
+/** The ArrayBuffer to transfer with a message: only one the message owns whole (not a pool slab). */
+function ownBuffer(m: Uint8Array): ArrayBuffer | null {
+  return m.byteOffset === 0 && m.byteLength === m.buffer.byteLength && m.buffer instanceof ArrayBuffer
+    ? m.buffer
+    : null;
+}
 
 export function createSignPool(opts: SignPoolOptions = {}): SignPool {
   const size = Math.max(1, opts.size ?? availableParallelism());
@@ -64,10 +91,15 @@ export function createSignPool(opts: SignPoolOptions = {}): SignPool {
   let broken: string | null = null;
 
   const slots: Slot[] = [];
-  for (let i = 0; i < size; i++) slots.push(spawn(i));
+  let url: URL | undefined;
+  const started = bundledWorker().then((u) => {
+    url = u;
+    for (let i = 0; i < size; i++) slots.push(spawn(i));
+  });
+  started.catch(() => {}); // reported to the first caller
 
   function spawn(index: number): Slot {
-    const worker = new Worker(WORKER_URL);
+    const worker = new Worker(url as URL);
     worker.unref(); // an idle pool never keeps the process alive; ref'd while batches are in flight
     const slot: Slot = { worker, pending: new Map(), keySets: new Map(), exited: false };
     worker.on('message', (msg: FromWorker) => {
@@ -77,7 +109,7 @@ export function createSignPool(opts: SignPoolOptions = {}): SignPool {
       slot.pending.delete(msg.batch);
       settle(slot);
       if ('error' in msg) p.reject(new Error(`DKIM signing failed: ${msg.error}`));
-      else p.resolve(msg.headers);
+      else p.resolve(msg.signed.map((u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength)));
     });
     let lastError = '';
     worker.on('error', (e) => {
@@ -114,8 +146,8 @@ export function createSignPool(opts: SignPoolOptions = {}): SignPool {
     return id;
   }
 
-  function post(slot: Slot, msg: ToWorker) {
-    slot.worker.postMessage(msg);
+  function post(slot: Slot, msg: ToWorker, transfer: ArrayBuffer[] = []) {
+    slot.worker.postMessage(msg, transfer);
   }
 
   /** Makes sure the worker holds this key set, forgetting the least recently used one if full. */
@@ -141,29 +173,31 @@ export function createSignPool(opts: SignPoolOptions = {}): SignPool {
     return best;
   }
 
-  function signChunk(
-    keysId: number,
-    keys: readonly DkimKey[],
-    messages: readonly Buffer[],
-  ): Promise<string[]> {
+  function signChunk(keysId: number, keys: readonly DkimKey[], messages: Buffer[]): Promise<Buffer[]> {
     const slot = leastBusy();
     ensureKeys(slot, keysId, keys);
     const batch = nextBatch++;
-    return new Promise<string[]>((resolve, reject) => {
+    const transfer: ArrayBuffer[] = [];
+    for (const m of messages) {
+      const b = ownBuffer(m);
+      if (b) transfer.push(b);
+    }
+    return new Promise<Buffer[]>((resolve, reject) => {
       slot.pending.set(batch, { resolve, reject });
       inFlight++;
       slot.worker.ref();
-      post(slot, { type: 'sign', batch, keysId, time: now(), messages: messages as Buffer[] });
+      post(slot, { type: 'sign', batch, keysId, time: now(), messages }, transfer);
     });
   }
 
-  async function sign(keys: readonly DkimKey[], messages: readonly Buffer[]): Promise<string[]> {
+  async function signMessages(keys: readonly DkimKey[], messages: readonly Buffer[]): Promise<Buffer[]> {
     if (closing) throw new Error('the signing pool is closed');
+    await started;
     if (broken) throw new Error(broken);
-    if (!keys.length) return messages.map(() => '');
+    if (!keys.length) return [...messages];
     if (!messages.length) return [];
     const id = keyId(keys);
-    const chunks: Promise<string[]>[] = [];
+    const chunks: Promise<Buffer[]>[] = [];
     for (let i = 0; i < messages.length; i += chunkSize)
       chunks.push(signChunk(id, keys, messages.slice(i, i + chunkSize)));
     return (await Promise.all(chunks)).flat();
@@ -171,18 +205,16 @@ export function createSignPool(opts: SignPoolOptions = {}): SignPool {
 
   return {
     size,
-    sign,
-    async signMessages(keys, messages) {
-      const headers = await sign(keys, messages);
-      return messages.map((m, i) => (headers[i] ? Buffer.concat([Buffer.from(headers[i], 'latin1'), m]) : m));
-    },
+    signMessages,
     async close() {
       if (closing) return;
       closing = true;
+      await started.catch(() => {}); // calls made before close() post their batches first
       if (inFlight > 0) await new Promise<void>((r) => (drained = r));
       await Promise.all(slots.map((s) => (s.exited ? undefined : s.worker.terminate())));
     },
-    crashWorkerForTest(index) {
+    async crashWorkerForTest(index) {
+      await started;
       // terminate() stops the thread mid-batch, as a crash would; the 'exit' handler does the rest.
       void slots[index].worker.terminate();
     },

@@ -8,7 +8,7 @@ export type ToWorker =
   | { type: 'forget'; id: number }
   | { type: 'sign'; batch: number; keysId: number; time: number; messages: Uint8Array[] };
 
-export type FromWorker = { batch: number; headers: string[] } | { batch: number; error: string };
+export type FromWorker = { batch: number; signed: Uint8Array[] } | { batch: number; error: string };
 
 const port = parentPort;
 if (!port) throw new Error('sign-pool.worker.ts must run in a worker thread');
@@ -29,10 +29,19 @@ port.on('message', (msg: ToWorker) => {
         return;
       }
       try {
-        const headers = msg.messages.map((m) =>
-          dkimSignatureHeaders(Buffer.from(m.buffer, m.byteOffset, m.byteLength), keys, { time: msg.time }),
+        // Each signed message gets memory of its own, transferred back without a copy.
+        const signed = msg.messages.map((m) => {
+          const body = Buffer.from(m.buffer, m.byteOffset, m.byteLength);
+          const header = dkimSignatureHeaders(body, keys, { time: msg.time });
+          const out = Buffer.allocUnsafeSlow(header.length + body.length);
+          out.write(header, 0, 'latin1');
+          body.copy(out, header.length);
+          return out;
+        });
+        port.postMessage(
+          { batch: msg.batch, signed } satisfies FromWorker,
+          signed.map((b) => b.buffer as ArrayBuffer),
         );
-        port.postMessage({ batch: msg.batch, headers } satisfies FromWorker);
       } catch (e) {
         port.postMessage({
           batch: msg.batch,

@@ -374,7 +374,7 @@ export function buildBatch(
   return out;
 }
 
-/** DKIM-signs the built messages in the pool (in place: raw gets its signature prepended). */
+/** DKIM-signs the built messages in the pool (in place: raw becomes the signed message). */
 export async function signBatch(
   pool: SignPool,
   send: PreparedSend,
