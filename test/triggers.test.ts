@@ -249,6 +249,52 @@ describe('trigger actions', () => {
     expect((await s.req('PUT', `/api/mass-emails/${id}/triggers`, good)).status).toBe(404);
   });
 
+  it('need the creator to be allowed what they do: edit the module, create tasks and calls', async () => {
+    const profile = await deps.db
+      .insertInto('profiles')
+      .values({
+        org_id: org.orgId,
+        name: `Mailer ${randomBytes(3).toString('hex')}`,
+        permissions: JSON.stringify({
+          modules: { leads: { read: true, edit: true, mass_email: true }, tasks: { read: true } },
+        }),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const user = await deps.db
+      .insertInto('users')
+      .values({
+        org_id: org.orgId,
+        profile_id: profile.id,
+        email: `mailer-${randomBytes(4).toString('hex')}@test.example`,
+        name: 'Mailer',
+        status: 'active',
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const id = await massEmail('Mailer', user.id);
+    const { saveTriggers } = await import('../src/sending/triggers.ts');
+    const actor = {
+      orgId: org.orgId,
+      userId: user.id,
+      isAdmin: false,
+      permissions: {
+        modules: { leads: { read: true, edit: true, mass_email: true }, tasks: { read: true } },
+      },
+      timeZone: 'UTC',
+      locale: 'en-US',
+    };
+    await expect(
+      saveTriggers(deps, actor, id, {
+        opened: { tasks: [{ subject: 'T', dueInDays: 1, assignee: 'record_owner' }] },
+      }),
+    ).rejects.toThrow(/create/);
+    const ok = await saveTriggers(deps, actor, id, {
+      opened: { fieldUpdates: [{ field: 'rating', value: 'Active' }] },
+    });
+    expect(ok.opened?.fieldUpdates).toEqual([{ field: 'rating', value: 'Active' }]);
+  });
+
   it('fire once per recipient on a human open; a second open and machine opens do not', async () => {
     const id = await massEmail('Spring offer');
     const r = await admin.req('PUT', `/api/mass-emails/${id}/triggers`, good);

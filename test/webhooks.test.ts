@@ -256,6 +256,31 @@ describe('outgoing webhooks', () => {
     await admin.req('DELETE', `/api/webhooks/${endpoint.id}`);
   });
 
+  it('cuts off a receiver that does not answer, and counts it as a failed attempt', async () => {
+    const silent = createServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const r = await admin.req('POST', '/api/webhooks', {
+        url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/silent`,
+        events: ['opened'],
+      });
+      expect(r.status).toBe(201);
+      const m = await contactWithMessage(org);
+      await openEvent(org, m);
+      await drainFeed();
+      const started = Date.now();
+      await deliverDueWebhooks(deps, { timeoutMs: 300 });
+      expect(Date.now() - started).toBeLessThan(5000);
+      const [d] = (await admin.req('GET', `/api/webhooks/${r.body.endpoint.id}/deliveries`)).body.deliveries;
+      expect(d).toMatchObject({ status: 'pending', attempts: 1, lastStatusCode: null });
+      expect(d.lastError).toMatch(/no answer within 300 ms/);
+      await admin.req('DELETE', `/api/webhooks/${r.body.endpoint.id}`);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
   it('gives up after the last attempt, and an admin can send it again', async () => {
     const { endpoint } = await createEndpoint(admin, ['opened'], '/down');
     answer = (h) => (h.path === '/down' ? 503 : 200);

@@ -223,6 +223,13 @@ export async function saveTriggers(deps: Deps, actor: Actor, massId: string, inp
   if (m.created_by !== actor.userId)
     throw forbidden('Only the person who created this mass email can change it');
   const modules = await loadModules(deps, actor.orgId);
+  // The actions run later without anyone signed in: the creator must be allowed to do them now.
+  for (const event of TRIGGER_EVENTS) {
+    const a = input[event];
+    if (a?.fieldUpdates?.length) requireModule(actor, m.module, 'edit');
+    if (a?.tasks?.length) requireModule(actor, 'tasks', 'create');
+    if (a?.calls?.length) requireModule(actor, 'calls', 'create');
+  }
   const checked: [TriggerEvent, TriggerActions | null][] = [];
   for (const event of TRIGGER_EVENTS) {
     const a = input[event];

@@ -26,6 +26,10 @@ export const BACKOFF_MS = [
   12 * 3600e3,
 ];
 export const REQUEST_TIMEOUT_MS = 10_000;
+// A claimed batch is done within (batch / concurrency) × timeout = 20 s, far inside the 2 minutes
+// after which a claim is taken for abandoned.
+const CLAIM_BATCH = 32;
+const CONCURRENCY = 16;
 const STUCK_AFTER_MS = 2 * 60_000;
 const MAX_UUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
@@ -281,7 +285,7 @@ export async function deliverDueWebhooks(
       JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
       WHERE d.status = 'pending' AND d.next_attempt_at <= ${now}
       ORDER BY d.next_attempt_at
-      LIMIT ${opts.limit ?? 100}
+      LIMIT ${opts.limit ?? CLAIM_BATCH}
       FOR UPDATE OF d SKIP LOCKED
     )
     UPDATE webhook_deliveries d SET status = 'delivering', claimed_at = ${now}, attempts = d.attempts + 1
@@ -291,9 +295,12 @@ export async function deliverDueWebhooks(
     deps.db,
   );
   const queue = [...claimed.rows];
-  const workers = Array.from({ length: Math.min(opts.concurrency ?? 8, queue.length) }, async () => {
-    for (let d = queue.shift(); d; d = queue.shift()) await attempt(deps, d, opts);
-  });
+  const workers = Array.from(
+    { length: Math.min(opts.concurrency ?? CONCURRENCY, queue.length) },
+    async () => {
+      for (let d = queue.shift(); d; d = queue.shift()) await attempt(deps, d, opts);
+    },
+  );
   await Promise.all(workers);
   return claimed.rows.length;
 }
@@ -360,22 +367,26 @@ function post(
   const u = checkWebhookUrl(url, allow); // literal addresses never reach the lookup below
   const client = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
+    // A hard deadline for the whole exchange (a receiver that trickles its answer is cut off too).
+    const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const settle = (f: () => void) => {
+      clearTimeout(deadline);
+      f();
+    };
     const req = client.request(
       u,
       {
         method: 'POST',
         headers: { ...headers, 'content-length': Buffer.byteLength(body) },
         lookup: guardedLookup(allow) as never,
-        timeout: timeoutMs,
       },
       (res) => {
         res.on('data', () => {}); // drain; the body is not kept
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
+        res.on('end', () => settle(() => resolve(res.statusCode ?? 0)));
+        res.on('error', (e) => settle(() => reject(e)));
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
+    req.on('error', (e) => settle(() => reject(e)));
     req.end(body);
   });
 }
@@ -429,7 +440,7 @@ export function startWebhookDispatcher(
         await purgeWebhookLog(deps);
       }
       const r = await dispatchWebhooks(deps, opts);
-      return r.events >= 1000 || r.sent >= 1000 || r.delivered >= 1000 || r.attempted >= 100;
+      return r.events >= 1000 || r.sent >= 1000 || r.delivered >= 1000 || r.attempted >= CLAIM_BATCH;
     },
   });
 }
