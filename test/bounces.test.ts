@@ -211,6 +211,40 @@ describe('the inbound bounce listener', () => {
     expect(await suppression(to)).toMatchObject({ reason: 'complaint' });
   });
 
+  it('a feedback loop writing to fbl@ counts a complaint only for a quoted VERP return path that verifies', async () => {
+    const to = `fbl-${tag()}@remote.example`;
+    const m = await sent(to);
+    const fbl = `fbl@${DOMAIN}`;
+    // Forged: the quoted return path's tag does not verify; and a bounce to fbl@ is not a complaint.
+    const forged = m.verp.replace(
+      /-([a-z2-7])([a-z2-7]{15})@/,
+      (_x, c: string, rest: string) => `-${c === 'a' ? 'b' : 'a'}${rest}@`,
+    );
+    expect(
+      (
+        await smtpSend(
+          listener.port,
+          'fbl@yahoo.example',
+          [fbl],
+          arf({ to: fbl, recipient: to, messageId: m.header, returnPath: forged }),
+        )
+      ).data,
+    ).toBe(250);
+    await smtpSend(
+      listener.port,
+      '',
+      [fbl],
+      dsn({ to: fbl, recipient: to, status: '5.1.1', diagnostic: 'user unknown', messageId: m.header }),
+    );
+    expect(await message(m.id)).toMatchObject({ complained_at: null, bounce_kind: null });
+    expect(await suppression(to)).toBeUndefined();
+    // The real one.
+    const report = arf({ to: fbl, recipient: to, messageId: m.header, returnPath: m.verp });
+    expect((await smtpSend(listener.port, 'fbl@yahoo.example', [fbl], report)).data).toBe(250);
+    expect((await message(m.id)).complained_at).not.toBeNull();
+    expect(await suppression(to)).toMatchObject({ reason: 'complaint' });
+  });
+
   it('an out-of-office reply to the return path is not a bounce', async () => {
     const to = `away-${tag()}@remote.example`;
     const m = await sent(to);

@@ -133,7 +133,7 @@ export function proseBounce(o: { to: string; recipient: string; messageId: strin
 }
 
 /** An RFC 5965 ARF complaint about one message. */
-export function arf(o: { to: string; recipient: string; messageId: string }): string {
+export function arf(o: { to: string; recipient: string; messageId: string; returnPath?: string }): string {
   return [
     'From: feedback@fbl.remote.test',
     `To: ${o.to}`,
@@ -157,6 +157,7 @@ export function arf(o: { to: string; recipient: string; messageId: string }): st
     '--ARF',
     'Content-Type: message/rfc822',
     '',
+    ...(o.returnPath ? [`Return-Path: <${o.returnPath}>`] : []),
     'From: Ada <ada@parley.test>',
     `To: ${o.recipient}`,
     'Subject: Hello',

@@ -11,10 +11,16 @@ import { type BounceItem, type RecordedBounces, recordBounces } from './record.t
 // recipients whose tag verifies are accepted, anything else is refused at RCPT and counted (a
 // forged or altered token never reaches the database). A message is answered 250 only once its
 // bounces are recorded; a failure answers 451, so the sending MTA retries.
+// Feedback loops (Yahoo, Microsoft JMRP, …) send ARF complaints to one registered address rather
+// than to the return path: `fbl@` the return-path domain is accepted too, and a complaint there
+// counts only for the messages whose VERP return path, quoted in the report, verifies.
 
 export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
 const MAX_RECIPIENTS = 50;
 const VERP_SHAPE = /^b-[0-9a-f]{32}-/i;
+const VERP_IN_TEXT = /\bb-[0-9a-f]{32}-[a-z2-7]{16}@[a-z0-9.-]+/gi;
+export const FEEDBACK_LOCAL_PART = 'fbl';
+const isFeedback = (address: string) => address.split('@')[0].toLowerCase() === FEEDBACK_LOCAL_PART;
 
 export interface BounceListener {
   port: number;
@@ -41,10 +47,18 @@ const smtpError = (code: number, message: string) =>
 export async function handleInbound(
   deps: Deps,
   raw: Buffer,
-  verpIds: readonly string[],
+  rcptIds: readonly string[],
+  opts: { feedback?: boolean } = {},
 ): Promise<InboundOutcome> {
   const result = await classifyBounce(raw);
-  if (!result.bounce || !verpIds.length) return { result, recorded: null, unmatched: 0 };
+  if (!result.bounce) return { result, recorded: null, unmatched: 0 };
+  let verpIds = rcptIds;
+  if (!verpIds.length && opts.feedback && result.recipients.every((r) => r.kind === 'complaint')) {
+    const secret = deps.config.secret as string;
+    const quoted = raw.toString('latin1').match(VERP_IN_TEXT) ?? [];
+    verpIds = [...new Set(quoted.map((a) => parseVerp(a, secret)).filter((x): x is string => x !== null))];
+  }
+  if (!verpIds.length) return { result, recorded: null, unmatched: result.recipients.length };
   const verpRows = await deps.db
     .selectFrom('messages')
     .select(['id', 'org_id', 'to_address'])
@@ -107,7 +121,7 @@ export async function startBounceListener(
     logger: false,
     onRcptTo(address, session, cb) {
       const id = parseVerp(address.address, secret);
-      if (!id) {
+      if (!id && !isFeedback(address.address)) {
         const forged = VERP_SHAPE.test(address.address);
         inboundBounces.inc({ outcome: forged ? 'forged' : 'not_ours' });
         deps.log.warn(
@@ -136,7 +150,8 @@ export async function startBounceListener(
         const ids = session.envelope.rcptTo
           .map((r) => parseVerp(r.address, secret))
           .filter((x): x is string => x !== null);
-        handleInbound(deps, Buffer.concat(chunks), [...new Set(ids)]).then(
+        const feedback = session.envelope.rcptTo.some((r) => isFeedback(r.address));
+        handleInbound(deps, Buffer.concat(chunks), [...new Set(ids)], { feedback }).then(
           (o) => {
             if (!o.result.bounce) inboundBounces.inc({ outcome: 'not_bounce' });
             else {
