@@ -339,6 +339,42 @@ describe('trigger actions', () => {
     expect((await leadData(bob.recordId)).lead_status).toBe('Contacted');
   });
 
+  it("fire for a follow-up's own recipients with the follow-up's own actions", async () => {
+    const parent = await massEmail('Parent');
+    const followup = (
+      await deps.db
+        .insertInto('mass_emails')
+        .values({
+          org_id: org.orgId,
+          module_id: leadsId,
+          parent_id: parent,
+          position: 1,
+          created_by: org.adminId,
+          name: 'Parent (follow-up 1)',
+          template_id: templateId,
+          from_choice: JSON.stringify({ kind: 'user' }),
+          followup_audience: 'not_opened',
+          followup_days: 3,
+          status: 'sent',
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow()
+    ).id;
+    const put = await admin.req('PUT', `/api/mass-emails/${followup}/triggers`, {
+      opened: { fieldUpdates: [{ field: 'rating', value: 'Active' }] },
+    });
+    expect(put.status).toBe(200);
+    const fay = await recipient(followup, 'Fay');
+    const gus = await recipient(parent, 'Gus');
+    await event(followup, fay, 'opened');
+    await event(parent, gus, 'opened'); // the parent has no actions
+    await drain();
+    expect((await leadData(fay.recordId)).rating).toBe('Active');
+    expect((await leadData(gus.recordId)).rating).toBeUndefined();
+    const h = await admin.req('GET', `/api/modules/leads/records/${fay.recordId}/history`);
+    expect(h.body.history[0].summary).toContain('Parent (follow-up 1)');
+  });
+
   it('fire field updates only on a bounce', async () => {
     const id = await massEmail('Bouncy');
     expect((await admin.req('PUT', `/api/mass-emails/${id}/triggers`, good)).status).toBe(200);
