@@ -16,13 +16,16 @@ import {
   validateCriteria,
 } from '../src/crm/index.ts';
 import { countAudience, resolveAudience } from '../src/sending/audience.ts';
+import { createMassEmail, getMassEmail } from '../src/sending/mass.service.ts';
+import { launchDue } from '../src/sending/mass-launch.ts';
 import { recordEvents } from '../src/tracking/events.ts';
 import { CRITERIA_STATUSES, loadEmailFacts, STATUS_WINDOWS } from '../src/tracking/status-criteria.ts';
-import { createTestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 
 // Thursday 12 March 2026, 01:30 in Kolkata (UTC+05:30); still Wednesday 11 March in UTC.
 const NOW = new Date('2026-03-11T20:00:00.000Z');
-const deps = testDeps({ now: () => NOW });
+let clock = NOW; // moved only by the follow-up test, at the end
+const deps = testDeps({ now: () => clock });
 const H = 3_600_000;
 const ago = (hours: number) => new Date(NOW.getTime() - hours * H);
 
@@ -346,5 +349,62 @@ describe('email status wherever criteria are used', () => {
     });
     const counts = await countAudience(deps, a);
     expect(counts.recipients).toBe(3); // Unopened, Bounced and Refused; Replied neither
+  });
+
+  it('a follow-up leaves out the records that wrote in (ignore criteria)', async () => {
+    const o = await createTestOrg(deps, { edition: 'enterprise' });
+    const a: Actor = { ...actor, orgId: o.orgId, userId: o.adminId, timeZone: 'UTC' };
+    const ids: string[] = [];
+    for (const n of ['Ann', 'Ben', 'Cat', 'Dan'])
+      ids.push(
+        (
+          await createRecord(deps, a, 'contacts', {
+            data: { last_name: n, email: `${n.toLowerCase()}@y.example` },
+          })
+        ).id,
+      );
+    const templateId = await insertTemplate(deps, o.orgId, 'contacts', {
+      subject: 'Hi',
+      html: '<p>Hi</p>',
+      text: 'Hi',
+      createdBy: o.adminId,
+    });
+    const id = await createMassEmail(deps, a, {
+      module: 'contacts',
+      name: 'News',
+      templateId,
+      from: { kind: 'user' },
+      audience: { kind: 'ids', ids },
+      followups: [
+        { templateId, audience: 'received', days: 1, ignoreCriteria: { conditions: [es('received')] } },
+      ],
+    });
+    await launchDue(deps, { orgId: o.orgId });
+    await sql`UPDATE messages SET status = 'sent', sent_at = ${clock} WHERE mass_email_id = ${id}`.execute(
+      deps.db,
+    );
+    // Ben writes in before the follow-up goes.
+    await recordEvents(deps.db, [
+      {
+        orgId: o.orgId,
+        messageId: null,
+        recordId: ids[1],
+        massEmailId: null,
+        kind: 'received',
+        human: true,
+        at: clock,
+      },
+    ]);
+    clock = new Date(NOW.getTime() + 2 * 24 * H);
+    await launchDue(deps, { orgId: o.orgId });
+    const f = (await getMassEmail(deps, a, id)).followups[0];
+    clock = new Date(new Date(f.send_at as Date).getTime() + 60_000);
+    await launchDue(deps, { orgId: o.orgId });
+    const got = await deps.db
+      .selectFrom('messages')
+      .select('record_id')
+      .where('mass_email_id', '=', f.id)
+      .execute();
+    expect(got.map((m) => m.record_id).sort()).toEqual([ids[0], ids[2], ids[3]].sort());
   });
 });
