@@ -450,6 +450,30 @@ describe('graded suppression and forward-only states', () => {
     expect((await message(m2.id)).complained_at).toBeNull();
   });
 
+  it("inside the caller's transaction (the deliverer), a rollback leaves no trace", async () => {
+    const to = `trx-${tag()}@remote.example`;
+    const m = await sent(to);
+    const item = {
+      messageId: m.id,
+      kind: 'hard' as const,
+      status: '5.1.1',
+      reason: '550 5.1.1 no such user',
+      at: now,
+      source: 'smtp' as const,
+    };
+    await expect(
+      deps.db.transaction().execute(async (trx) => {
+        expect((await recordBounces({ ...deps, db: trx }, [item])).recorded).toBe(1);
+        throw new Error('the send outcome could not be written');
+      }),
+    ).rejects.toThrow(/could not be written/);
+    expect((await message(m.id)).bounce_kind).toBeNull();
+    expect(await suppression(to)).toBeUndefined();
+    await deps.db.transaction().execute((trx) => recordBounces({ ...deps, db: trx }, [item]));
+    expect((await message(m.id)).bounce_kind).toBe('hard');
+    expect(await suppression(to)).toMatchObject({ reason: 'hard_bounce' });
+  });
+
   it('a weaker reason never replaces a stronger one; a hard bounce after an unsubscribe keeps the unsubscribe', async () => {
     const to = `unsub-${tag()}@remote.example`;
     await sql`INSERT INTO suppressions (org_id, email, reason) VALUES (${org.orgId}, ${to}, 'unsubscribe')`.execute(

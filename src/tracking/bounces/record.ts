@@ -37,6 +37,11 @@ export interface RecordedBounces {
   paused: string[];
 }
 
+/** fn inside db when it is a transaction already, else inside a new one. */
+export function inTransaction<T>(db: Db, fn: (trx: Db) => Promise<T>): Promise<T> {
+  return db.isTransaction ? fn(db) : db.transaction().execute(fn);
+}
+
 const RANK: Record<Exclude<BounceKind, 'complaint'>, number> = { soft: 1, policy: 2, hard: 3 };
 
 interface Row {
@@ -52,7 +57,9 @@ interface Row {
 /**
  * Records bounces and complaints. `opts.orgId` restricts the messages to one org (callers that
  * know it, such as webhooks, pass it so an item can never touch another org's message).
- * Safe to call with any mix of items, in any order, any number of times.
+ * Safe to call with any mix of items, in any order, any number of times; inside the caller's
+ * transaction when deps.db is one (the deliverer recording a 5xx with the message's outcome),
+ * else in its own.
  */
 export async function recordBounces(
   deps: Deps,
@@ -69,7 +76,7 @@ export async function recordBounces(
   };
   if (!items.length) return out;
   const guardOrgs = new Set<string>();
-  await deps.db.transaction().execute(async (trx) => {
+  await inTransaction(deps.db, async (trx) => {
     const ids = [...new Set(items.map((i) => i.messageId.toLowerCase()))].sort();
     // Locked in id order: concurrent writers (listener, webhooks, deliverer) never deadlock.
     const rows = (

@@ -128,7 +128,7 @@ export async function gradeSoftBounce(
 /**
  * An address that wrote in (issue 6 calls this for each received email): a bounce suppression is
  * lifted, since mail evidently reaches it again; complaints, unsubscribes and manual entries stay.
- * Returns the reason lifted, or null.
+ * Returns the reason lifted, or null. Runs in the caller's transaction when deps.db is one.
  */
 export async function reconsiderAddress(
   deps: Pick<Deps, 'db' | 'clock' | 'log'>,
@@ -137,7 +137,9 @@ export async function reconsiderAddress(
 ): Promise<SuppressionReason | null> {
   const email = address.trim().toLowerCase();
   const at = deps.clock.now();
-  return deps.db.transaction().execute(async (trx) => {
+  const run = (fn: (trx: Db) => Promise<SuppressionReason | null>) =>
+    deps.db.isTransaction ? fn(deps.db) : deps.db.transaction().execute(fn);
+  return run(async (trx) => {
     const gone = await trx
       .deleteFrom('suppressions')
       .where('org_id', '=', orgId)
