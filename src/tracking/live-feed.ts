@@ -10,6 +10,8 @@ import type { Db } from '../db/pool.ts';
 import type { Deps } from '../deps.ts';
 import { EVENTS_CHANNEL } from './events.ts';
 
+const FEED_BATCH = 200;
+
 export const FEED_KINDS = ['opened', 'clicked', 'bounced', 'replied', 'received'] as const;
 export type FeedKind = (typeof FEED_KINDS)[number];
 
@@ -35,15 +37,16 @@ export async function feedHead(db: Db, orgId: string): Promise<string> {
 }
 
 /**
- * The user's events with id > after (ids as decimal strings: bigserial), oldest first. Scoped to
- * the org, to records the user owns, and to modules the user may read.
+ * The user's events with id > after (ids as decimal strings: bigserial), oldest first, scoped to
+ * the org and to records the user owns; `event` is null where the user may not read the module
+ * (the id still counts as read, so such events never hold the stream up).
  */
 export async function readFeed(
   db: Db,
   actor: Actor,
   after: string,
   opts: { exclude?: string[]; limit?: number } = {},
-): Promise<FeedEvent[]> {
+): Promise<{ id: string; event: FeedEvent | null }[]> {
   const rows = await sql<{
     id: string;
     kind: FeedKind;
@@ -67,19 +70,22 @@ export async function readFeed(
       AND NOT (e.id = ANY(${opts.exclude ?? []}::bigint[]))
     ORDER BY e.id
     LIMIT ${opts.limit ?? 200}`.execute(db);
-  return rows.rows
-    .filter((r) => can(actor, r.module, 'read'))
-    .map((r) => ({
-      id: r.id,
-      kind: r.kind,
-      at: r.at.toISOString(),
-      module: r.module,
-      recordId: r.record_id,
-      recordName: displayName(r.module, r.record_data),
-      messageId: r.message_id,
-      subject: r.subject,
-      bounceKind: r.kind === 'bounced' && typeof r.data.kind === 'string' ? r.data.kind : null,
-    }));
+  return rows.rows.map((r) => ({
+    id: r.id,
+    event: can(actor, r.module, 'read')
+      ? {
+          id: r.id,
+          kind: r.kind,
+          at: r.at.toISOString(),
+          module: r.module,
+          recordId: r.record_id,
+          recordName: displayName(r.module, r.record_data),
+          messageId: r.message_id,
+          subject: r.subject,
+          bounceKind: r.kind === 'bounced' && typeof r.data.kind === 'string' ? r.data.kind : null,
+        }
+      : null,
+  }));
 }
 
 const bigger = (a: string, b: string) => (BigInt(a) >= BigInt(b) ? a : b);
@@ -92,6 +98,8 @@ const bigger = (a: string, b: string) => (BigInt(a) >= BigInt(b) ? a : b);
 export class FeedCursor {
   private sent = new Set<string>(); // ids sent above the floor
   private marks: { at: number; cursor: string }[] = [];
+  /** The last read was a full batch: read again at once. */
+  more = false;
   constructor(
     public cursor: string,
     private readonly lookbackMs = 30_000,
@@ -103,12 +111,13 @@ export class FeedCursor {
     const from = this.marks[0].cursor;
     // What is at or below the floor is never read again, so it need not be remembered.
     for (const id of this.sent) if (BigInt(id) <= BigInt(from)) this.sent.delete(id);
-    const fresh = await readFeed(db, actor, from, { exclude: [...this.sent] });
-    for (const e of fresh) {
-      this.sent.add(e.id);
-      this.cursor = bigger(this.cursor, e.id);
+    const rows = await readFeed(db, actor, from, { exclude: [...this.sent], limit: FEED_BATCH });
+    for (const r of rows) {
+      this.sent.add(r.id);
+      this.cursor = bigger(this.cursor, r.id);
     }
-    return fresh;
+    this.more = rows.length === FEED_BATCH;
+    return rows.flatMap((r) => (r.event ? [r.event] : []));
   }
 }
 

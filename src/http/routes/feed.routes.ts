@@ -76,7 +76,7 @@ export function feedRoutes(app: FastifyInstance, deps: Deps) {
                 if (BigInt(e.id) > position) position = BigInt(e.id);
                 res.write(`id: ${position}\nevent: ${e.kind}\ndata: ${JSON.stringify(e)}\n\n`);
               }
-              if (batch.length < 200) break;
+              if (!cursor.more) break;
             }
           } while (again && !ended);
         } catch (err) {
