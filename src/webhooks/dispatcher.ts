@@ -295,17 +295,27 @@ export async function deliverDueWebhooks(
     deps.db,
   );
   const queue = [...claimed.rows];
+  const outcomes: Outcome[] = [];
   const workers = Array.from(
     { length: Math.min(opts.concurrency ?? CONCURRENCY, queue.length) },
     async () => {
-      for (let d = queue.shift(); d; d = queue.shift()) await attempt(deps, d, opts);
+      for (let d = queue.shift(); d; d = queue.shift()) outcomes.push(await attempt(deps, d, opts));
     },
   );
   await Promise.all(workers);
+  await recordOutcomes(deps, outcomes, opts);
   return claimed.rows.length;
 }
 
-async function attempt(deps: Deps, d: Claimed, opts: DispatchOptions) {
+interface Outcome {
+  d: Claimed;
+  code: number | null;
+  error: string | null;
+  duration: number;
+  at: Date;
+}
+
+async function attempt(deps: Deps, d: Claimed, opts: DispatchOptions): Promise<Outcome> {
   const body = JSON.stringify(d.payload);
   const started = Date.now();
   let code: number | null = null;
@@ -329,31 +339,49 @@ async function attempt(deps: Deps, d: Claimed, opts: DispatchOptions) {
   } catch (e) {
     error = (e as Error).message.slice(0, 500);
   }
-  const duration = Date.now() - started;
-  const done = deps.clock.now();
+  return { d, code, error, duration: Date.now() - started, at: deps.clock.now() };
+}
+
+/** Writes a batch's outcomes in two statements (guarded by the claim, so a stale one is ignored). */
+async function recordOutcomes(deps: Deps, outcomes: Outcome[], opts: DispatchOptions) {
+  if (!outcomes.length) return;
   const backoff = opts.backoffMs ?? BACKOFF_MS;
-  const ok = error === null;
-  const retry = !ok && d.attempts <= backoff.length;
+  const rows = outcomes.map((o) => {
+    const ok = o.error === null;
+    const retry = !ok && o.d.attempts <= backoff.length;
+    return {
+      ...o,
+      status: ok ? 'delivered' : retry ? 'pending' : 'failed',
+      next: retry ? new Date(o.at.getTime() + backoff[o.d.attempts - 1]) : o.at,
+    };
+  });
   await deps.db.transaction().execute(async (trx) => {
-    await trx
-      .updateTable('webhook_deliveries')
-      .set({
-        status: ok ? 'delivered' : retry ? 'pending' : 'failed',
-        next_attempt_at: retry ? new Date(done.getTime() + backoff[d.attempts - 1]) : done,
-        last_status_code: code,
-        last_error: error,
-        last_duration_ms: duration,
-        delivered_at: ok ? done : null,
-      })
-      .where('id', '=', d.id)
-      .where('claimed_at', '=', d.claimed_at)
-      .where('status', '=', 'delivering')
-      .execute();
-    await sql`INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, duration_ms, error)
-      SELECT ${d.id}, coalesce(max(attempt), 0) + 1, ${done}, ${code}, ${duration}, ${error}
-      FROM webhook_attempts WHERE delivery_id = ${d.id}`.execute(trx);
+    await sql`
+      UPDATE webhook_deliveries d SET
+        status = v.status, next_attempt_at = v.next, last_status_code = v.code, last_error = v.error,
+        last_duration_ms = v.duration, delivered_at = CASE WHEN v.status = 'delivered' THEN v.at END
+      FROM unnest(
+        ${rows.map((r) => r.d.id)}::uuid[], ${rows.map((r) => r.d.claimed_at.toISOString())}::timestamptz[],
+        ${rows.map((r) => r.status)}::text[], ${rows.map((r) => r.next.toISOString())}::timestamptz[],
+        ${rows.map((r) => r.code)}::int[], ${rows.map((r) => r.error)}::text[],
+        ${rows.map((r) => r.duration)}::int[], ${rows.map((r) => r.at.toISOString())}::timestamptz[]
+      ) AS v(id, claimed_at, status, next, code, error, duration, at)
+      WHERE d.id = v.id AND d.claimed_at = v.claimed_at AND d.status = 'delivering'`.execute(trx);
+    await sql`
+      INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, duration_ms, error)
+      SELECT v.id, coalesce((SELECT max(a.attempt) FROM webhook_attempts a WHERE a.delivery_id = v.id), 0) + 1,
+        v.at, v.code, v.duration, v.error
+      FROM unnest(
+        ${rows.map((r) => r.d.id)}::uuid[], ${rows.map((r) => r.at.toISOString())}::timestamptz[],
+        ${rows.map((r) => r.code)}::int[], ${rows.map((r) => r.duration)}::int[], ${rows.map((r) => r.error)}::text[]
+      ) AS v(id, at, code, duration, error)`.execute(trx);
   });
 }
+
+// Connections are kept for the next delivery to the same receiver; each one was checked by the
+// guarded lookup when it was opened.
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
 /** One POST; resolves with the status code. Redirects are not followed (a 3xx is a failure). */
 function post(
@@ -366,6 +394,7 @@ function post(
   const allow = deps.config.webhooksAllowPrivate;
   const u = checkWebhookUrl(url, allow); // literal addresses never reach the lookup below
   const client = u.protocol === 'https:' ? https : http;
+  const agent = u.protocol === 'https:' ? httpsAgent : httpAgent;
   return new Promise((resolve, reject) => {
     // A hard deadline for the whole exchange (a receiver that trickles its answer is cut off too).
     const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
@@ -379,6 +408,7 @@ function post(
         method: 'POST',
         headers: { ...headers, 'content-length': Buffer.byteLength(body) },
         lookup: guardedLookup(allow) as never,
+        agent,
       },
       (res) => {
         res.on('data', () => {}); // drain; the body is not kept
