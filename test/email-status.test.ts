@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { actorForUser, createApiKey } from '../src/crm/index.ts';
 import { recordEvents } from '../src/tracking/events.ts';
 import {
   emailStatus,
@@ -440,5 +441,53 @@ describe('GET /api/feed', () => {
       await slow.end();
       feed.close();
     }
+  });
+
+  it('skips records in modules the user may not read, however many, without holding the stream up', async () => {
+    const profile = await t.deps.db
+      .insertInto('profiles')
+      .values({
+        org_id: orgId,
+        name: `Contacts only ${randomBytes(3).toString('hex')}`,
+        permissions: JSON.stringify({ modules: { contacts: { read: true } } }),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const user = await t.deps.db
+      .insertInto('users')
+      .values({
+        org_id: orgId,
+        profile_id: profile.id,
+        email: `contacts-${randomBytes(4).toString('hex')}@test.example`,
+        name: 'Contacts Only',
+        status: 'active',
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const actor = await actorForUser(t.deps, { userId: user.id });
+    if (!actor) throw new Error('no actor');
+    const { key } = await createApiKey(t.deps, actor, 'feed');
+    const hidden = await lead('Hidden', user.id);
+    const contact = (
+      await owner.req('POST', '/api/modules/contacts/records', { data: { last_name: 'Visible' } })
+    ).body.id as string;
+    await t.deps.db.updateTable('records').set({ owner_id: user.id }).where('id', '=', contact).execute();
+
+    const feed = await openFeed({ authorization: `Bearer ${key}` });
+    await feed.ready;
+    // More than one read's worth of events the user may not see, then one they may.
+    await recordEvents(
+      t.deps.db,
+      Array.from({ length: 450 }, () => event('opened', hidden)),
+    );
+    await recordEvents(t.deps.db, [event('received', contact)]);
+    const e = await feed.next();
+    expect(e.data).toMatchObject({
+      kind: 'received',
+      recordId: contact,
+      module: 'contacts',
+      recordName: 'Visible',
+    });
+    feed.close();
   });
 });
