@@ -375,6 +375,42 @@ describe('trigger actions', () => {
     expect(h.body.history[0].summary).toContain('Parent (follow-up 1)');
   });
 
+  it('one firing that fails does not hold up the others, and the record history says so', async () => {
+    const id = await massEmail('Fragile');
+    const put = await admin.req('PUT', `/api/mass-emails/${id}/triggers`, {
+      opened: { tasks: [{ subject: 'explode', dueInDays: 0, assignee: 'record_owner' }] },
+    });
+    expect(put.status).toBe(200);
+    const other = await massEmail('Sturdy');
+    await admin.req('PUT', `/api/mass-emails/${other}/triggers`, {
+      opened: { tasks: [{ subject: 'Fine', dueInDays: 0, assignee: 'record_owner' }] },
+    });
+    const hal = await recipient(id, 'Hal');
+    const ivy = await recipient(other, 'Ivy');
+    // The database refuses this one task (as it might refuse a record for any reason).
+    const name = `no_explode_${randomBytes(3).toString('hex')}`;
+    await sql`ALTER TABLE records ADD CONSTRAINT ${sql.id(name)} CHECK (data ->> 'subject' IS DISTINCT FROM 'explode') NOT VALID`.execute(
+      deps.db,
+    );
+    try {
+      await event(id, hal, 'opened');
+      await event(other, ivy, 'opened');
+      await drain();
+    } finally {
+      await sql`ALTER TABLE records DROP CONSTRAINT ${sql.id(name)}`.execute(deps.db);
+    }
+    expect(await related('tasks', hal.recordId)).toHaveLength(0);
+    expect(await related('tasks', ivy.recordId)).toHaveLength(1);
+    const h = await admin.req('GET', `/api/modules/leads/records/${hal.recordId}/history`);
+    expect(h.body.history[0].summary).toContain('could not run');
+    // Marked as fired: a later open does not try again.
+    await event(id, hal, 'opened');
+    await drain();
+    expect(
+      (await admin.req('GET', `/api/modules/leads/records/${hal.recordId}/history`)).body.history,
+    ).toHaveLength(1);
+  });
+
   it('fire field updates only on a bounce', async () => {
     const id = await massEmail('Bouncy');
     expect((await admin.req('PUT', `/api/mass-emails/${id}/triggers`, good)).status).toBe(200);

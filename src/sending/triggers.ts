@@ -4,7 +4,7 @@
 // primary key), from human events only, read from the email_events feed by cursor; the record's
 // history says which mass email did it.
 
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { DateTime } from 'luxon';
 import { type Actor, loadModules, type ModuleMeta, requireModule } from '../crm/index.ts';
 import { normaliseData, normaliseValue, UUID_RE } from '../crm/values.ts';
@@ -326,7 +326,22 @@ export async function fireTriggers(deps: Deps, limit = 500): Promise<number> {
         const t = triggers.get(`${e.massEmailId}:${event}`);
         if (!t || t.orgId !== e.orgId) continue;
         if (!modules.has(t.orgId)) modules.set(t.orgId, await loadModules({ ...deps, db: trx }, t.orgId));
-        await fireOnce(deps, trx, t, e, modules.get(t.orgId) as Map<string, ModuleMeta>);
+        // One firing that fails (a record changed under it, a constraint) must not hold up the
+        // feed for everyone: it is undone alone, marked as fired, and told in the record history.
+        await sql`SAVEPOINT trigger_firing`.execute(trx);
+        try {
+          await fireOnce(deps, trx, t, e, modules.get(t.orgId) as Map<string, ModuleMeta>);
+          await sql`RELEASE SAVEPOINT trigger_firing`.execute(trx);
+        } catch (err) {
+          await sql`ROLLBACK TO SAVEPOINT trigger_firing`.execute(trx);
+          deps.log.error({ err, massEmailId: t.massId, recordId: e.recordId }, 'trigger actions failed');
+          try {
+            await recordFailure(deps, trx, t, e, (err as Error).message);
+            await sql`RELEASE SAVEPOINT trigger_firing`.execute(trx);
+          } catch {
+            await sql`ROLLBACK TO SAVEPOINT trigger_firing`.execute(trx); // the record is gone: nothing to tell
+          }
+        }
       }
   });
 }
@@ -464,6 +479,34 @@ async function fireOnce(deps: Deps, trx: Trx, t: Trigger, e: FeedEvent, modules:
       mass_email_id: t.massId,
       summary: `Mass email "${t.massName}" was ${t.event}: ${done.length ? done.join(', ') : 'nothing to do'}`,
       detail: JSON.stringify(detail),
+    })
+    .execute();
+}
+
+async function recordFailure(deps: Deps, trx: Trx, t: Trigger, e: FeedEvent, message: string) {
+  const claimed = await trx
+    .insertInto('trigger_firings')
+    .values({
+      mass_email_id: t.massId,
+      record_id: e.recordId as string,
+      event: t.event,
+      org_id: t.orgId,
+      email_event_id: e.id,
+    })
+    .onConflict((c) => c.doNothing())
+    .returning('record_id')
+    .executeTakeFirst();
+  if (!claimed) return;
+  await trx
+    .insertInto('record_history')
+    .values({
+      org_id: t.orgId,
+      record_id: e.recordId as string,
+      at: deps.clock.now(),
+      source: 'trigger',
+      mass_email_id: t.massId,
+      summary: `Mass email "${t.massName}" was ${t.event}: its trigger actions could not run`,
+      detail: JSON.stringify({ massEmailName: t.massName, event: t.event, error: message.slice(0, 500) }),
     })
     .execute();
 }
