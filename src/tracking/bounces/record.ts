@@ -5,7 +5,7 @@ import { guardBounces } from '../../sending/mass-launch.ts';
 import { type NewEmailEvent, recordEvents } from '../events.ts';
 import { alertPolicyBounce } from './alerts.ts';
 import type { BounceKind } from './classify.ts';
-import { gradeSoftBounce, suppress } from './suppression.ts';
+import { gradeSoftBounce, type SuppressInput, suppressMany } from './suppression.ts';
 
 // Recording bounces and complaints, whatever brought them: a DSN or prose bounce at the inbound
 // listener, a 5xx answer while sending (the deliverer), a provider's webhook. States move forward
@@ -87,6 +87,13 @@ export async function recordBounces(
     ).rows;
     const byId = new Map(rows.map((r) => [r.id, r]));
     const events: NewEmailEvent[] = [];
+    // Decided in memory first, then written set-wise: a mass send's batch of 5xx answers costs a
+    // handful of statements, not a few per bounce.
+    const bounced = new Map<string, { kind: BounceItem['kind']; at: Date; reason: string | null }>();
+    const complained = new Map<string, Date>();
+    const toSuppress: SuppressInput[] = [];
+    const softs: Row[] = [];
+    const policies: { m: Row; it: BounceItem; reason: string }[] = [];
     // Oldest first, so that a batch holding a message's soft and later hard bounce ends at hard.
     const ordered = [...items].sort((a, b) => a.at.getTime() - b.at.getTime());
     for (const it of ordered) {
@@ -112,23 +119,16 @@ export async function recordBounces(
           continue;
         }
         m.complained_at = it.at;
-        await trx
-          .updateTable('messages')
-          .set({ complained_at: it.at, updated_at: sql`now()` })
-          .where('id', '=', m.id)
-          .execute();
+        complained.set(m.id, it.at);
         events.push(event('complained'));
-        if (
-          await suppress(trx, {
-            orgId: m.org_id,
-            email: m.to_address,
-            reason: 'complaint',
-            messageId: m.id,
-            detail: reason || 'Reported as spam',
-            at: it.at,
-          })
-        )
-          out.suppressed.push(m.to_address.toLowerCase());
+        toSuppress.push({
+          orgId: m.org_id,
+          email: m.to_address,
+          reason: 'complaint',
+          messageId: m.id,
+          detail: reason || 'Reported as spam',
+          at: it.at,
+        });
         out.recorded++;
         continue;
       }
@@ -137,42 +137,63 @@ export async function recordBounces(
         continue;
       }
       m.bounce_kind = it.kind;
-      await trx
-        .updateTable('messages')
-        .set({
-          bounced_at: it.at,
-          bounce_kind: it.kind,
-          bounce_reason: reason || null,
-          updated_at: sql`now()`,
-        })
-        .where('id', '=', m.id)
-        .execute();
+      bounced.set(m.id, { kind: it.kind, at: it.at, reason: reason || null });
       events.push(event('bounced'));
       out.recorded++;
       if (it.kind === 'hard') {
         if (m.mass_email_id) guardOrgs.add(m.org_id);
-        if (
-          await suppress(trx, {
-            orgId: m.org_id,
-            email: m.to_address,
-            reason: 'hard_bounce',
-            messageId: m.id,
-            detail: [it.status, reason].filter(Boolean).join(' ') || null,
-            at: it.at,
-          })
-        )
-          out.suppressed.push(m.to_address.toLowerCase());
-      } else if (it.kind === 'soft') {
-        if (await gradeSoftBounce(trx, m.org_id, m.to_address, m.id, it.at))
-          out.suppressed.push(m.to_address.toLowerCase());
-      } else if (
-        await alertPolicyBounce(
-          { ...deps, db: trx as Db },
-          { orgId: m.org_id, messageId: m.id, recipient: m.to_address, status: it.status, reason, at: it.at },
-        )
-      )
-        out.alerts++;
+        toSuppress.push({
+          orgId: m.org_id,
+          email: m.to_address,
+          reason: 'hard_bounce',
+          messageId: m.id,
+          detail: [it.status, reason].filter(Boolean).join(' ') || null,
+          at: it.at,
+        });
+      } else if (it.kind === 'soft') softs.push(m);
+      else policies.push({ m, it, reason });
     }
+    if (bounced.size) {
+      const b = [...bounced.entries()];
+      await sql`
+        UPDATE messages m SET bounced_at = u.at, bounce_kind = u.kind, bounce_reason = u.reason, updated_at = now()
+        FROM unnest(${b.map(([id]) => id)}::uuid[], ${b.map(([, v]) => v.kind)}::text[],
+          ${b.map(([, v]) => v.at.toISOString())}::timestamptz[], ${b.map(([, v]) => v.reason)}::text[]) AS u(id, kind, at, reason)
+        WHERE m.id = u.id`.execute(trx);
+    }
+    if (complained.size) {
+      const c = [...complained.entries()];
+      await sql`
+        UPDATE messages m SET complained_at = u.at, updated_at = now()
+        FROM unnest(${c.map(([id]) => id)}::uuid[], ${c.map(([, at]) => at.toISOString())}::timestamptz[]) AS u(id, at)
+        WHERE m.id = u.id`.execute(trx);
+    }
+    const changed = new Set(await suppressMany(trx, toSuppress));
+    // Soft bounces graded once per address, after the batch's bounces are on the messages.
+    const graded = new Set<string>();
+    for (const m of softs) {
+      const key = `${m.org_id} ${m.to_address.toLowerCase()}`;
+      if (graded.has(key) || m.bounce_kind !== 'soft') continue;
+      graded.add(key);
+      const at = bounced.get(m.id)?.at ?? deps.clock.now();
+      if (await gradeSoftBounce(trx, m.org_id, m.to_address, m.id, at)) changed.add(key);
+    }
+    for (const p of policies) {
+      if (p.m.bounce_kind !== 'policy') continue; // moved on to hard in the same batch
+      const alerted = await alertPolicyBounce(
+        { ...deps, db: trx },
+        {
+          orgId: p.m.org_id,
+          messageId: p.m.id,
+          recipient: p.m.to_address,
+          status: p.it.status,
+          reason: p.reason,
+          at: p.it.at,
+        },
+      );
+      if (alerted) out.alerts++;
+    }
+    out.suppressed = [...changed].map((k) => k.slice(k.indexOf(' ') + 1));
     await recordEvents(trx, events);
   });
   for (const orgId of guardOrgs) out.paused.push(...(await guardBounces(deps, orgId)));

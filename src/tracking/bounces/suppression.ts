@@ -23,11 +23,14 @@ export const REASON_RANK: Record<SuppressionReason, number> = {
   unsubscribe: 4,
   complaint: 5,
 };
-const RANK_OF_STORED = sql.raw(
-  `CASE sp.reason ${Object.entries(REASON_RANK)
-    .map(([r, n]) => `WHEN '${r}' THEN ${n}`)
-    .join(' ')} ELSE 0 END`,
-);
+const rankOf = (col: string) =>
+  sql.raw(
+    `CASE ${col} ${Object.entries(REASON_RANK)
+      .map(([r, n]) => `WHEN '${r}' THEN ${n}`)
+      .join(' ')} ELSE 0 END`,
+  );
+const RANK_OF_STORED = rankOf('sp.reason');
+const RANK_OF_EXCLUDED = rankOf('EXCLUDED.reason');
 /** Reasons that an address writing in lifts: the evidence was that mail did not reach it. */
 const LIFTABLE: SuppressionReason[] = ['soft_bounce', 'hard_bounce'];
 
@@ -50,29 +53,59 @@ export interface SuppressInput {
  * Idempotent: the same or a weaker reason again is a no-op.
  */
 export async function suppress(db: Db, s: SuppressInput): Promise<boolean> {
-  const email = s.email.trim().toLowerCase();
-  const at = s.at ?? new Date();
-  const changed = await sql<{ email: string }>`
-    INSERT INTO suppressions AS sp (org_id, email, reason, message_id, detail, created_by, created_at)
-    VALUES (${s.orgId}, ${email}, ${s.reason}, ${s.messageId ?? null}, ${s.detail ?? null}, ${s.userId ?? null}, ${at})
-    ON CONFLICT (org_id, email) DO UPDATE SET reason = EXCLUDED.reason, message_id = EXCLUDED.message_id,
-      detail = EXCLUDED.detail, created_by = EXCLUDED.created_by, created_at = EXCLUDED.created_at
-    WHERE ${RANK_OF_STORED} < ${REASON_RANK[s.reason]}
-    RETURNING sp.email`.execute(db);
-  if (!changed.rows.length) return false;
+  return (await suppressMany(db, [s])).length > 0;
+}
+
+/**
+ * suppress for many addresses in two statements (a batch of bounces from a mass send). Returns the
+ * "org email" keys that changed. The strongest reason wins when an address comes twice.
+ */
+export async function suppressMany(db: Db, list: readonly SuppressInput[]): Promise<string[]> {
+  const best = new Map<string, SuppressInput & { email: string; at: Date }>();
+  for (const s of list) {
+    const email = s.email.trim().toLowerCase();
+    const key = `${s.orgId} ${email}`;
+    const had = best.get(key);
+    if (!had || REASON_RANK[s.reason] > REASON_RANK[had.reason])
+      best.set(key, { ...s, email, at: s.at ?? new Date() });
+  }
+  const rows = [...best.values()];
+  if (!rows.length) return [];
+  const col = <T>(f: (r: (typeof rows)[number]) => T) => rows.map(f);
+  const changed = (
+    await sql<{
+      org_id: string;
+      email: string;
+      reason: SuppressionReason;
+      detail: string | null;
+      created_by: string | null;
+      created_at: Date;
+    }>`
+      INSERT INTO suppressions AS sp (org_id, email, reason, message_id, detail, created_by, created_at)
+      SELECT * FROM unnest(${col((r) => r.orgId)}::uuid[], ${col((r) => r.email)}::text[], ${col((r) => r.reason)}::text[],
+        ${col((r) => r.messageId ?? null)}::uuid[], ${col((r) => r.detail ?? null)}::text[],
+        ${col((r) => r.userId ?? null)}::uuid[], ${col((r) => r.at.toISOString())}::timestamptz[])
+      ON CONFLICT (org_id, email) DO UPDATE SET reason = EXCLUDED.reason, message_id = EXCLUDED.message_id,
+        detail = EXCLUDED.detail, created_by = EXCLUDED.created_by, created_at = EXCLUDED.created_at
+      WHERE ${RANK_OF_STORED} < ${RANK_OF_EXCLUDED}
+      RETURNING sp.org_id, sp.email, sp.reason, sp.detail, sp.created_by, sp.created_at`.execute(db)
+  ).rows;
+  if (!changed.length) return [];
   await db
     .insertInto('suppression_history')
-    .values({
-      org_id: s.orgId,
-      email,
-      action: 'added',
-      reason: s.reason,
-      detail: s.detail ?? null,
-      user_id: s.userId ?? null,
-      at,
-    })
+    .values(
+      changed.map((c) => ({
+        org_id: c.org_id,
+        email: c.email,
+        action: 'added' as const,
+        reason: c.reason,
+        detail: c.detail,
+        user_id: c.created_by,
+        at: c.created_at,
+      })),
+    )
     .execute();
-  return true;
+  return changed.map((c) => `${c.org_id} ${c.email}`);
 }
 
 /**
