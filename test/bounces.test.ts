@@ -422,6 +422,16 @@ describe('graded suppression and forward-only states', () => {
     await recordBounces(deps, [{ ...base, messageId: m2.id, kind: 'hard', status: '5.1.1', at: hardAt }]);
     expect((await message(m2.id)).bounce_kind).toBe('hard');
     expect(await suppression(to2)).toMatchObject({ reason: 'hard_bounce' });
+    // One batch with two messages to one address (and its complaint): one suppression, the strongest.
+    const to3 = `twice-${tag()}@remote.example`;
+    const [x, y] = [await sent(to3), await sent(to3.toUpperCase())];
+    const batch = await recordBounces(deps, [
+      { ...base, messageId: x.id, kind: 'hard', status: '5.1.1', at: hardAt },
+      { ...base, messageId: y.id, kind: 'hard', status: '5.1.1', at: hardAt },
+      { ...base, messageId: y.id, kind: 'complaint', status: '', at: hardAt },
+    ]);
+    expect(batch).toMatchObject({ recorded: 3, suppressed: [to3] });
+    expect(await suppression(to3)).toMatchObject({ reason: 'complaint' });
     // An unknown message id is counted, not an error.
     expect(
       (
