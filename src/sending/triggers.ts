@@ -321,28 +321,41 @@ export async function fireTriggers(deps: Deps, limit = 500): Promise<number> {
       ]),
     );
     const modules = new Map<string, Map<string, ModuleMeta>>();
+    const work: { t: Trigger; e: FeedEvent }[] = [];
     for (const e of wanted)
       for (const event of fires[e.kind] ?? []) {
         const t = triggers.get(`${e.massEmailId}:${event}`);
         if (!t || t.orgId !== e.orgId) continue;
         if (!modules.has(t.orgId)) modules.set(t.orgId, await loadModules({ ...deps, db: trx }, t.orgId));
-        // One firing that fails (a record changed under it, a constraint) must not hold up the
-        // feed for everyone: it is undone alone, marked as fired, and told in the record history.
-        await sql`SAVEPOINT trigger_firing`.execute(trx);
+        work.push({ t, e });
+      }
+    const mods = (t: Trigger) => modules.get(t.orgId) as Map<string, ModuleMeta>;
+    // The whole batch at once; if any firing fails (a record changed under it, a constraint), the
+    // batch is run again one firing at a time, so that the failing one is undone alone, marked as
+    // fired and told in the record history, and does not hold up the feed for everyone.
+    await sql`SAVEPOINT trigger_batch`.execute(trx);
+    try {
+      for (const { t, e } of work) await fireOnce(deps, trx, t, e, mods(t));
+      return;
+    } catch {
+      await sql`ROLLBACK TO SAVEPOINT trigger_batch`.execute(trx);
+    }
+    for (const { t, e } of work) {
+      await sql`SAVEPOINT trigger_firing`.execute(trx);
+      try {
+        await fireOnce(deps, trx, t, e, mods(t));
+        await sql`RELEASE SAVEPOINT trigger_firing`.execute(trx);
+      } catch (err) {
+        await sql`ROLLBACK TO SAVEPOINT trigger_firing`.execute(trx);
+        deps.log.error({ err, massEmailId: t.massId, recordId: e.recordId }, 'trigger actions failed');
         try {
-          await fireOnce(deps, trx, t, e, modules.get(t.orgId) as Map<string, ModuleMeta>);
+          await recordFailure(deps, trx, t, e, (err as Error).message);
           await sql`RELEASE SAVEPOINT trigger_firing`.execute(trx);
-        } catch (err) {
-          await sql`ROLLBACK TO SAVEPOINT trigger_firing`.execute(trx);
-          deps.log.error({ err, massEmailId: t.massId, recordId: e.recordId }, 'trigger actions failed');
-          try {
-            await recordFailure(deps, trx, t, e, (err as Error).message);
-            await sql`RELEASE SAVEPOINT trigger_firing`.execute(trx);
-          } catch {
-            await sql`ROLLBACK TO SAVEPOINT trigger_firing`.execute(trx); // the record is gone: nothing to tell
-          }
+        } catch {
+          await sql`ROLLBACK TO SAVEPOINT trigger_firing`.execute(trx); // the record is gone: nothing to tell
         }
       }
+    }
   });
 }
 
@@ -361,15 +374,8 @@ async function fireOnce(deps: Deps, trx: Trx, t: Trigger, e: FeedEvent, modules:
     .returning('record_id')
     .executeTakeFirst();
   if (!claimed) return; // fired before for this recipient
-  const record = await trx
-    .selectFrom('records')
-    .select(['id', 'owner_id', 'module_id', 'data'])
-    .where('org_id', '=', t.orgId)
-    .where('id', '=', recordId)
-    .forUpdate()
-    .executeTakeFirst();
   const mod = modules.get(t.module);
-  if (!record || !mod || record.module_id !== mod.id) return;
+  if (!mod) return;
   const now = deps.clock.now();
   const done: string[] = [];
   const skipped: string[] = [];
@@ -391,17 +397,29 @@ async function fireOnce(deps: Deps, trx: Trx, t: Trigger, e: FeedEvent, modules:
       `set ${f.label} to ${r.value === undefined ? '(empty)' : Array.isArray(r.value) ? r.value.join('; ') : String(r.value)}`,
     );
   }
-  if (Object.keys(patch).length || cleared.length) {
-    const data = { ...record.data, ...patch };
-    for (const c of cleared) delete data[c];
-    await trx
-      .updateTable('records')
-      .set({ data: JSON.stringify(data), updated_at: now })
-      .where('org_id', '=', t.orgId)
-      .where('id', '=', recordId)
-      .execute();
-    detail.fields = { ...patch, ...Object.fromEntries(cleared.map((c) => [c, null])) };
-  }
+  const changes = Object.keys(patch).length + cleared.length > 0;
+  // One statement either way: the update (merging into the data as it is at that moment) or a read.
+  const record = changes
+    ? await trx
+        .updateTable('records')
+        .set({
+          data: sql`(data || ${JSON.stringify(patch)}::jsonb) - ${cleared}::text[]`,
+          updated_at: now,
+        })
+        .where('org_id', '=', t.orgId)
+        .where('module_id', '=', mod.id)
+        .where('id', '=', recordId)
+        .returning(['id', 'owner_id'])
+        .executeTakeFirst()
+    : await trx
+        .selectFrom('records')
+        .select(['id', 'owner_id'])
+        .where('org_id', '=', t.orgId)
+        .where('module_id', '=', mod.id)
+        .where('id', '=', recordId)
+        .executeTakeFirst();
+  if (!record) return;
+  if (changes) detail.fields = { ...patch, ...Object.fromEntries(cleared.map((c) => [c, null])) };
 
   const owner = async (a: Assignee) => {
     if (a === 'record_owner') return record.owner_id;
@@ -417,56 +435,58 @@ async function fireOnce(deps: Deps, trx: Trx, t: Trigger, e: FeedEvent, modules:
   };
   const zone = DateTime.now().setZone(t.creatorTz).isValid ? t.creatorTz : 'UTC';
   const local = DateTime.fromJSDate(now, { zone });
-  const created: { module: string; id: string }[] = [];
-  const createRelated = async (target: string, values: Record<string, unknown>, ownerId: string) => {
-    const tm = modules.get(target);
-    const rel = relationField(tm, t.module);
-    if (!tm || !rel) return null;
-    const { data, errors } = normaliseData(
-      tm.fields,
-      { ...values, [rel.apiName]: recordId },
-      { partial: false },
-    );
-    if (errors.length) return null;
-    const row = await trx
-      .insertInto('records')
-      .values({
-        org_id: t.orgId,
-        module_id: tm.id,
-        owner_id: ownerId,
-        created_by: t.creatorId,
-        data: JSON.stringify(data),
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    created.push({ module: target, id: row.id });
-    return row.id;
-  };
-  for (const task of t.actions.tasks) {
-    const id = await createRelated(
-      'tasks',
-      {
+  const related: { module: string; label: string; values: Record<string, unknown>; ownerId: string }[] = [];
+  for (const task of t.actions.tasks)
+    related.push({
+      module: 'tasks',
+      label: `task "${task.subject}"`,
+      values: {
         subject: task.subject,
         due_date: local.plus({ days: task.dueInDays }).toISODate(),
         ...(task.status ? { status: task.status } : {}),
         ...(task.priority ? { priority: task.priority } : {}),
       },
-      await owner(task.assignee),
-    );
-    (id ? done : skipped).push(`task "${task.subject}"`);
-  }
+      ownerId: await owner(task.assignee),
+    });
   for (const call of t.actions.calls) {
     const [h, mi] = call.startTime.split(':').map(Number);
     const start = local
       .plus({ days: call.startInDays })
       .set({ hour: h, minute: mi, second: 0, millisecond: 0 });
-    const id = await createRelated(
-      'calls',
-      { subject: call.subject, call_type: 'Outbound', call_start_time: start.toUTC().toISO() },
-      await owner(call.owner),
-    );
-    (id ? done : skipped).push(`call "${call.subject}"`);
+    related.push({
+      module: 'calls',
+      label: `call "${call.subject}"`,
+      values: { subject: call.subject, call_type: 'Outbound', call_start_time: start.toUTC().toISO() },
+      ownerId: await owner(call.owner),
+    });
   }
+  const rows = [];
+  for (const r of related) {
+    const tm = modules.get(r.module);
+    const rel = relationField(tm, t.module);
+    const checked =
+      tm && rel
+        ? normaliseData(tm.fields, { ...r.values, [rel.apiName]: recordId }, { partial: false })
+        : null;
+    if (!tm || !checked || checked.errors.length) {
+      skipped.push(r.label);
+      continue;
+    }
+    done.push(r.label);
+    rows.push({
+      org_id: t.orgId,
+      module_id: tm.id,
+      owner_id: r.ownerId,
+      created_by: t.creatorId,
+      data: JSON.stringify(checked.data),
+    });
+  }
+  const created = rows.length
+    ? (await trx.insertInto('records').values(rows).returning(['id', 'module_id']).execute()).map((x) => ({
+        module: [...modules.values()].find((m) => m.id === x.module_id)?.apiName,
+        id: x.id,
+      }))
+    : [];
   if (created.length) detail.created = created;
   if (skipped.length) detail.skipped = skipped;
   await trx
