@@ -103,6 +103,15 @@ const sentCount = async (massId: string) =>
     )
   ).rows[0].n;
 
+/** For failure messages: how many rows are in each status, with one reply of each. */
+async function statusCounts(massId: string) {
+  const r = await sql<{ status: string; n: number; why: string | null }>`SELECT status, count(*)::int AS n,
+      min(smtp_response) AS why FROM messages WHERE mass_email_id = ${massId} GROUP BY status`.execute(
+    deps.db,
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.status, `${x.n}${x.why ? `: ${x.why}` : ''}`]));
+}
+
 /** Messages still to go; a send not launched yet counts as all of them. */
 async function pending(massId: string) {
   const m = await deps.db
@@ -174,7 +183,7 @@ describe('crashes and many workers', () => {
         await exited(w);
       }
     }
-    expect(await pending(massId)).toBe(0);
+    expect({ pending: await pending(massId), ...(await statusCounts(massId)) }).toMatchObject({ pending: 0 });
     const r = await finalCheck(massId, N);
     console.info(`crash test: ${kills} workers killed; ${r.sent} sent, ${r.unknown} unknown`);
     expect(r.sent + r.unknown).toBe(N);

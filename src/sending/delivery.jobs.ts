@@ -17,7 +17,8 @@ export interface DeliveryWorkerOptions {
   connectionString: string;
   /** Look for due messages at least this often (retries, a missed NOTIFY). */
   pollMs?: number;
-  /** Messages claimed per deliverDue call. */
+  /** Messages claimed per deliverDue call (200: what is rendered and signed at once stays small in
+   * memory, measured at no cost in throughput against 500). */
   batchSize?: number;
   /** deliverDue loops running at once in this process (one batch can wait on SMTP while another is claimed). */
   loops?: number;
@@ -37,7 +38,7 @@ export interface DeliveryWorker {
 
 export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): DeliveryWorker {
   const pollMs = opts.pollMs ?? 5000;
-  const batchSize = opts.batchSize ?? 500;
+  const batchSize = opts.batchSize ?? 200;
   const loops = Math.max(1, opts.loops ?? 2);
   let stopped = false;
   let wakeups: (() => void)[] = [];

@@ -398,12 +398,11 @@ export function composeMessage(
 }
 
 /**
- * Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages. Returns
- * the messages that could not be signed, with the reason; a failed pool batch is marked
- * `retry` (its buffers went to the thread that failed: the rows are released and rendered again).
+ * Prepends DKIM signatures: in the thread pool for big groups, inline for a few messages (or when
+ * the pool fails). Returns the messages that could not be signed, with the reason.
  */
-async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Error & { retry?: boolean }>> {
-  const failed = new Map<Prepared, Error & { retry?: boolean }>();
+async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Error>> {
+  const failed = new Map<Prepared, Error>();
   const groups = new Map<readonly DkimKey[], Prepared[]>();
   for (const p of items) {
     if (!p.keys.length) continue;
@@ -413,15 +412,15 @@ async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Err
   }
   await Promise.all(
     [...groups].map(async ([keys, group]) => {
-      if (group.length < POOL_MIN) {
+      const inline = () => {
         for (const p of group)
           try {
             p.raw = dkimSign(p.raw, keys);
           } catch (e) {
             failed.set(p, e as Error);
           }
-        return;
-      }
+      };
+      if (group.length < POOL_MIN) return inline();
       try {
         const signed = await signPoolFor(deps).signMessages(
           keys,
@@ -431,8 +430,8 @@ async function signAll(deps: Deps, items: Prepared[]): Promise<Map<Prepared, Err
           p.raw = signed[i];
         });
       } catch (e) {
-        deps.log.warn({ err: e }, 'delivery: the signing pool failed; the batch will be tried again');
-        for (const p of group) failed.set(p, Object.assign(new Error((e as Error).message), { retry: true }));
+        deps.log.warn({ err: e }, 'delivery: the signing pool failed; signing inline');
+        inline();
       }
     }),
   );
@@ -544,13 +543,11 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
 
   const unsigned = await signAll(deps, [...outboxItems, ...relayItems]);
   for (const [p, e] of unsigned)
-    if (e.retry) results.release(p.m, 5_000);
-    else
-      results.outcome(
-        p.m,
-        { status: 'failed', code: null, response: `could not DKIM-sign: ${e.message}` },
-        null,
-      );
+    results.outcome(
+      p.m,
+      { status: 'failed', code: null, response: `could not DKIM-sign: ${e.message}` },
+      null,
+    );
   const toOutbox = outboxItems.filter((p) => !unsigned.has(p));
   const toRelay = relayItems.filter((p) => !unsigned.has(p));
 

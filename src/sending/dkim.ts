@@ -221,11 +221,16 @@ export interface SignOptions {
 }
 
 /**
- * The DKIM-Signature header field(s) for a message, one per key, each ending in CRLF: prepend them
- * to the message (signatures do not cover each other).
+ * What signing needs from a message, prepared where the message is (the main thread): the
+ * canonical signed headers and, per key, the DKIM-Signature header up to "b=" (with the body hash).
+ * A few hundred bytes instead of the message, for a signing thread to finish (dkimFinish).
  */
-export function dkimSignatureHeaders(raw: Buffer, keys: readonly DkimKey[], opts: SignOptions = {}): string {
-  if (!keys.length) return '';
+export interface DkimPrepared {
+  canonical: string;
+  unsigned: string[];
+}
+
+export function dkimPrepare(raw: Buffer, keys: readonly DkimKey[], opts: SignOptions = {}): DkimPrepared {
   const { header, body } = splitMessage(raw);
   const bh = dkimBodyHash(body);
   const { names, picked } = signedHeaderList(parseHeader(header));
@@ -234,20 +239,39 @@ export function dkimSignatureHeaders(raw: Buffer, keys: readonly DkimKey[], opts
   for (const f of picked) canonical += `${relaxedHeader(f.raw)}\r\n`;
   const t = opts.time ?? Math.floor(Date.now() / 1000);
   const h = foldList(names);
+  return {
+    canonical,
+    unsigned: keys.map(
+      (key) =>
+        `DKIM-Signature: v=1; a=${key.algorithm}; c=relaxed/relaxed; d=${key.domain};\r\n` +
+        ` s=${key.selector}; t=${t};\r\n h=${h};\r\n bh=${bh};\r\n b=`,
+    ),
+  };
+}
+
+/** The DKIM-Signature header block (one per key, each ending in CRLF) of a prepared message. */
+export function dkimFinish(p: DkimPrepared, keys: readonly DkimKey[]): string {
   let out = '';
-  for (const key of keys) {
-    const unsigned =
-      `DKIM-Signature: v=1; a=${key.algorithm}; c=relaxed/relaxed; d=${key.domain};\r\n` +
-      ` s=${key.selector}; t=${t};\r\n h=${h};\r\n bh=${bh};\r\n b=`;
-    const data = Buffer.from(canonical + relaxedHeader(unsigned), 'latin1');
+  keys.forEach((key, i) => {
+    const unsigned = p.unsigned[i];
+    const data = Buffer.from(p.canonical + relaxedHeader(unsigned), 'latin1');
     const signature =
       key.algorithm === 'rsa-sha256'
         ? sign('sha256', data, key.privateKey)
         : // RFC 8463 §3: Ed25519 (pure) over the SHA-256 hash of the canonicalised data.
           sign(null, createHash('sha256').update(data).digest(), key.privateKey);
     out += `${unsigned}${foldB(signature.toString('base64'))}\r\n`;
-  }
+  });
   return out;
+}
+
+/**
+ * The DKIM-Signature header field(s) for a message, one per key, each ending in CRLF: prepend them
+ * to the message (signatures do not cover each other).
+ */
+export function dkimSignatureHeaders(raw: Buffer, keys: readonly DkimKey[], opts: SignOptions = {}): string {
+  if (!keys.length) return '';
+  return dkimFinish(dkimPrepare(raw, keys, opts), keys);
 }
 
 /** The message with its DKIM-Signature header(s) prepended. */

@@ -35,7 +35,6 @@ afterAll(() => pool.close());
 
 describe('sign pool', () => {
   it('signs batches in worker threads exactly as the in-thread signer does', async () => {
-    // (the messages' memory is handed to the threads: the expected bytes are computed first)
     const raws = messages(30);
     const expected = raws.map((r) =>
       Buffer.concat([Buffer.from(dkimSignatureHeaders(r, keys, { time: 1_700_000_000 }), 'latin1'), r]),
@@ -63,7 +62,7 @@ describe('sign pool', () => {
   it('rejects a failing message batch with the reason and keeps working', async () => {
     await expect(
       pool.signMessages(keys, [Buffer.from('To: a@example.org\r\n\r\nno from\r\n')]),
-    ).rejects.toThrow(/DKIM signing failed: cannot DKIM-sign a message without a From header/);
+    ).rejects.toThrow(/cannot DKIM-sign a message without a From header/);
     expect(await pool.signMessages(keys, messages(2))).toHaveLength(2);
   });
 

@@ -1,14 +1,14 @@
 // The body of a DKIM signing worker: keeps the key sets it was sent (parsed KeyObjects) and answers
 // each batch with one DKIM-Signature header block per message. See sign-pool.ts for the protocol.
 import { parentPort } from 'node:worker_threads';
-import { type DkimKey, dkimSignatureHeaders } from './dkim.ts';
+import { type DkimKey, type DkimPrepared, dkimFinish } from './dkim.ts';
 
 export type ToWorker =
   | { type: 'keys'; id: number; keys: DkimKey[] }
   | { type: 'forget'; id: number }
-  | { type: 'sign'; batch: number; keysId: number; time: number; messages: Uint8Array[] };
+  | { type: 'sign'; batch: number; keysId: number; items: DkimPrepared[] };
 
-export type FromWorker = { batch: number; signed: Uint8Array[] } | { batch: number; error: string };
+export type FromWorker = { batch: number; headers: string[] } | { batch: number; error: string };
 
 const port = parentPort;
 if (!port) throw new Error('sign-pool.worker.ts must run in a worker thread');
@@ -29,19 +29,8 @@ port.on('message', (msg: ToWorker) => {
         return;
       }
       try {
-        // Each signed message gets memory of its own, transferred back without a copy.
-        const signed = msg.messages.map((m) => {
-          const body = Buffer.from(m.buffer, m.byteOffset, m.byteLength);
-          const header = dkimSignatureHeaders(body, keys, { time: msg.time });
-          const out = Buffer.allocUnsafeSlow(header.length + body.length);
-          out.write(header, 0, 'latin1');
-          body.copy(out, header.length);
-          return out;
-        });
-        port.postMessage(
-          { batch: msg.batch, signed } satisfies FromWorker,
-          signed.map((b) => b.buffer as ArrayBuffer),
-        );
+        const headers = msg.items.map((p) => dkimFinish(p, keys));
+        port.postMessage({ batch: msg.batch, headers } satisfies FromWorker);
       } catch (e) {
         port.postMessage({
           batch: msg.batch,
