@@ -564,44 +564,6 @@ export interface BounceWebhooksTable {
   provider: BounceProvider;
   token_hash: string;
   secret_enc: string | null;
-  config: Generated<Json<Record<string, unknown>>>;
-  last_received_at: Timestamp | null;
-  created_at: DefaultTimestamp;
-  updated_at: DefaultTimestamp;
-}
-
-export interface SuppressionHistoryTable {
-  id: Generated<string>;
-  org_id: string;
-  email: string;
-  action: 'added' | 'removed';
-  reason: string;
-  detail: string | null;
-  user_id: string | null;
-  at: DefaultTimestamp;
-}
-
-export interface AdminAlertsTable {
-  id: Generated<string>;
-  org_id: string;
-  kind: 'bounce_policy';
-  key: string;
-  title: string;
-  detail: string;
-  count: Generated<number>;
-  message_id: string | null;
-  first_at: Timestamp;
-  last_at: Timestamp;
-  dismissed_at: Timestamp | null;
-  dismissed_by: string | null;
-}
-
-export type BounceProvider = 'ses' | 'sendgrid' | 'postmark' | 'mailgun';
-export interface BounceWebhooksTable {
-  org_id: string;
-  provider: BounceProvider;
-  token_hash: string;
-  secret_enc: string | null;
   config: ColumnType<Record<string, unknown>, string | undefined, string>;
   last_received_at: Timestamp | null;
   created_at: DefaultTimestamp;
