@@ -229,6 +229,7 @@ export async function fanOutSent(
         .where('m.status', '=', 'sent')
         .where('m.kind', 'not in', ['test', 'system'])
         .where(sql<boolean>`(m.sent_at, m.id) > (${from}::timestamptz, ${fromId}::uuid)`)
+        .where('m.sent_at', '>=', from) // the plain bound is what the BRIN index can use
         .where('m.sent_at', '<=', upTo)
         .$if(which === 'delivered', (q) => q.where('m.bounced_at', 'is', null))
         .orderBy('m.sent_at')

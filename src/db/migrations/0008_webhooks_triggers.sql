@@ -18,7 +18,7 @@ CREATE TABLE feed_cursors (
 );
 
 -- Finding messages that reached 'sent' since a time: a BRIN index costs the send path almost nothing.
-CREATE INDEX messages_sent_brin ON messages USING brin (sent_at);
+CREATE INDEX messages_sent_brin ON messages USING brin (sent_at) WITH (pages_per_range = 32, autosummarize = on);
 
 CREATE TABLE webhook_endpoints (
   id uuid PRIMARY KEY,
