@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 // Delivery (F3.8) against real SMTP servers: an in-process smtp-server that captures the bytes and
 // Postfix's smtp-sink as a faulty relay. deliverDue is driven directly with a fake clock.
 
@@ -357,7 +358,9 @@ describe('local outbox (no relay)', () => {
     const html: string = open.body.html;
     expect(html).toContain('Content-Security-Policy');
     expect(html).toContain('<b>there</b>');
-    expect(html).toContain('https://ok.example/page');
+    // Insights are on: the link is the message's tracked one (it redirects to ok.example/page)
+    expect(row.tracked).toBe(true);
+    expect(html).toMatch(/href="http[^"]*\/t\/c\/[A-Za-z0-9_-]{40}"/);
     for (const bad of [
       '<script',
       'alert(1)',
@@ -593,6 +596,7 @@ describe('failure modes, with smtp-sink as the relay', () => {
       response: /ECONNECTION|closed/,
     },
     { name: '450 after the message', flags: ['-r', '.'], status: 'deferred', code: 450 },
+    // (smtp-sink answers 500 5.0.0: a vague code, recorded as a soft bounce, not suppressed)
     { name: '500 after the message', flags: ['-f', '.'], status: 'failed', code: 500 },
     { name: '421 after the message', flags: ['-Q', '.'], status: 'deferred', code: 421 },
     {
@@ -618,6 +622,18 @@ describe('failure modes, with smtp-sink as the relay', () => {
         expect(row.attempts).toBe(1);
         if (c.response) expect(row.smtp_response).toMatch(c.response);
         if (c.status === 'deferred') expect(row.next_attempt_at.getTime() - now).toBe(60_000);
+        // A 5xx to RCPT is a bounce (and a bad address is suppressed); one to our MAIL FROM, or
+        // after the message without an enhanced status code, says nothing about the address.
+        const b = await sql<{ bounce_kind: string | null; suppressed: boolean }>`SELECT m.bounce_kind,
+            EXISTS (SELECT 1 FROM suppressions s WHERE s.org_id = m.org_id AND s.email = m.to_address) AS suppressed
+          FROM messages m WHERE m.id = ${id}`.execute(deps.db);
+        expect(b.rows[0]).toEqual(
+          c.name === '550 to RCPT'
+            ? { bounce_kind: 'hard', suppressed: true }
+            : c.name === '500 after the message'
+              ? { bounce_kind: 'soft', suppressed: false }
+              : { bounce_kind: null, suppressed: false },
+        );
         if (c.status === 'sent')
           expect((await sink.waitFor(1))[0].mailFrom).toEqual(parseVerpAddress(sink, id));
         if (c.status === 'unknown' || c.status === 'failed') {

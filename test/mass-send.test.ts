@@ -9,6 +9,7 @@ import { launchDue } from '../src/sending/mass-launch.ts';
 import { saveRelay } from '../src/sending/relays.ts';
 import { renderTemplateRows } from '../src/sending/render-rows.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
+import { verifyTrackingToken } from '../src/tracking/tokens.ts';
 import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 import { type CaptureServer, startCaptureServer } from './support/mail-peers.ts';
 
@@ -55,7 +56,7 @@ beforeAll(async () => {
   templateId = await insertTemplate(deps, o.orgId, 'contacts', {
     name: 'Offer',
     subject: 'Hello {{ contact.first_name | default: "there" }}',
-    html: '<p>Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}, from {{ owner.name }}</p>',
+    html: '<p>Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}, from {{ owner.name }}</p><p><a href="https://acme.example/offer?a=1&amp;b=2">See the offer</a></p>',
     text: 'Dear {{ contact.first_name | default: "friend" }} of {{ contact.account.account_name }}',
     createdBy: o.adminId,
   });
@@ -97,6 +98,22 @@ describe('a mass email, end to end', () => {
     const even = await simpleParser(byRcpt.get('c2@rcpt.example')?.raw as Buffer);
     expect(even.subject).toBe('Hello Name2');
     expect(even.html).toContain('Dear Name2 of Acme &lt;GmbH&gt;');
+    // Insights are on: the link goes through this message's click token, with a pixel and the trap
+    const evenId = (
+      await deps.db
+        .selectFrom('messages')
+        .select('id')
+        .where('message_id_header', '=', even.messageId as string)
+        .executeTakeFirstOrThrow()
+    ).id;
+    const evenHtml = even.html as string;
+    const clicks = [...evenHtml.matchAll(/href="[^"]*\/t\/c\/([\w-]{40})"/g)].map((m) => m[1]);
+    expect(clicks.map((t) => verifyTrackingToken(deps.config.secret as string, t))).toEqual([
+      { messageId: evenId, kind: 'click', linkIndex: 0 },
+      { messageId: evenId, kind: 'click', linkIndex: 1 }, // the hidden trap link
+    ]);
+    expect(evenHtml).toMatch(/<img src="[^"]*\/t\/o\/[\w-]{40}\.gif"/);
+    expect(evenHtml).not.toContain('acme.example/offer');
     expect(even.text).toContain('Dear Name2 of Acme <GmbH>');
     const odd = await simpleParser(byRcpt.get('c1@rcpt.example')?.raw as Buffer);
     expect(odd.subject).toBe('Hello there');
@@ -106,10 +123,10 @@ describe('a mass email, end to end', () => {
     expect(odd.messageId).toMatch(/@mail\.test\.example>?$/);
     const rows = await deps.db
       .selectFrom('messages')
-      .select(['status', 'subject'])
+      .select(['status', 'subject', 'tracked'])
       .where('mass_email_id', '=', id)
       .execute();
-    expect(rows.every((r) => r.status === 'sent')).toBe(true);
+    expect(rows.every((r) => r.status === 'sent' && r.tracked)).toBe(true);
     expect(rows.filter((r) => r.subject === 'Hello there')).toHaveLength(20);
     await launchDue(deps, { orgId: admin.orgId }); // finishes sends with nothing left to go
     expect((await getMassEmail(deps, admin, id)).status).toBe('sent');

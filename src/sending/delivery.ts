@@ -22,9 +22,14 @@ import type { Db } from '../db/pool.ts';
 import type { MessageKind, MessageStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
+import { kindOf } from '../tracking/bounces/classify.ts';
+import { type BounceItem, recordBounces } from '../tracking/bounces/record.ts';
+import { insightsOrgs } from '../tracking/insights.ts';
+import { messageTrackingTokens } from '../tracking/tokens.ts';
 import { addressDomain, mailbox, normaliseAddress, parseAddress } from './address.ts';
 import { type DkimKey, dkimSign } from './dkim.ts';
 import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
+import { fillTrackingSpots, markTrackingSpots, trackingMarkup } from './fast/fast-path.ts';
 import { buildMessage, type ListUnsubscribe } from './mime.ts';
 import { storeInOutbox } from './outbox.ts';
 import { loadRelays, type RelaySettings } from './relays.ts';
@@ -52,6 +57,8 @@ const FLUSH_EVERY = 200;
 const FLUSH_AFTER_MS = 250;
 /** Batches of at least this many signed messages go to the worker-thread pool; fewer are signed inline. */
 const POOL_MIN = 32;
+const AFTER_DATA = new Set(['DATA', 'END']);
+const ENHANCED_STATUS = /\b5\.\d{1,3}\.\d{1,3}\b/;
 
 export interface DeliveryCounts {
   claimed: number;
@@ -95,6 +102,8 @@ export interface RenderedParts {
   subject: string;
   text: string;
   html?: string | null;
+  /** The HTML carries the open pixel and tracked links. */
+  tracked?: boolean;
   listUnsubscribe?: ListUnsubscribe;
   extraHeaders?: Record<string, string>;
 }
@@ -192,11 +201,15 @@ interface Row {
   transport: 'relay' | 'outbox' | null;
   /** The subject as merged, for rows queued without content (kept otherwise). */
   subject: string;
+  /** Whether what was sent is tracked (null: not built this time). */
+  tracked: boolean | null;
 }
 
 /** Collects outcomes and writes them in batches: one UPDATE … FROM unnest per flush. */
 class ResultWriter {
   readonly counts: DeliveryCounts;
+  /** 5xx answers about a recipient (RCPT, or the message itself): recorded as bounces after the results. */
+  readonly bounces: BounceItem[] = [];
   private pending: Row[] = [];
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
@@ -211,7 +224,12 @@ class ResultWriter {
   }
 
   /** Records an attempt's outcome, turning a deferral past expires_at into a failure. */
-  outcome(m: DueMessage, o: SendOutcome, transport: 'relay' | 'outbox' | null) {
+  outcome(
+    m: DueMessage,
+    o: SendOutcome,
+    transport: 'relay' | 'outbox' | null,
+    tracked: boolean | null = null,
+  ) {
     const now = this.deps.clock.now();
     const attempts = m.attempts + 1;
     let status: MessageStatus = o.status;
@@ -228,6 +246,24 @@ class ResultWriter {
       }
     }
     this.counts[status as 'sent' | 'deferred' | 'failed' | 'unknown']++;
+    const stage = o.error?.command;
+    const enhanced = ENHANCED_STATUS.exec(o.response)?.[0] ?? '';
+    // A 5xx to RCPT is about the address; after DATA only when an enhanced code says what it is.
+    if (
+      o.status === 'failed' &&
+      o.code !== null &&
+      o.code >= 500 &&
+      (stage === 'RCPT' || (stage && AFTER_DATA.has(stage) && enhanced))
+    ) {
+      this.bounces.push({
+        messageId: m.id,
+        kind: kindOf(enhanced, o.response),
+        status: enhanced,
+        reason: o.response,
+        at: now,
+        source: 'smtp',
+      });
+    }
     this.push({
       id: m.id,
       claimedAt: m.claimed_at,
@@ -240,6 +276,7 @@ class ResultWriter {
       sentAt: status === 'sent' ? now : null,
       transport,
       subject: m.subject,
+      tracked,
     });
   }
 
@@ -258,6 +295,7 @@ class ResultWriter {
       sentAt: null,
       transport: null,
       subject: m.subject,
+      tracked: null,
     });
   }
 
@@ -317,6 +355,7 @@ async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
         sent_at = coalesce(v.sent_at, m.sent_at),
         transport = coalesce(v.transport, m.transport),
         subject = CASE WHEN m.subject = '' THEN v.subject ELSE m.subject END,
+        tracked = coalesce(v.tracked, m.tracked),
         updated_at = ${now}
       FROM unnest(
         ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.claimedAt.toISOString())}::timestamptz[],
@@ -324,8 +363,9 @@ async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
         ${rows.map((r) => r.nextAttemptAt?.toISOString() ?? null)}::timestamptz[],
         ${rows.map((r) => r.setReply)}::boolean[], ${rows.map((r) => r.code)}::int[],
         ${rows.map((r) => r.response)}::text[], ${rows.map((r) => r.sentAt?.toISOString() ?? null)}::timestamptz[],
-        ${rows.map((r) => r.transport)}::text[], ${rows.map((r) => r.subject)}::text[]
-      ) AS v(id, claimed_at, status, attempted, next_attempt_at, set_reply, code, response, sent_at, transport, subject)
+        ${rows.map((r) => r.transport)}::text[], ${rows.map((r) => r.subject)}::text[],
+        ${rows.map((r) => r.tracked)}::boolean[]
+      ) AS v(id, claimed_at, status, attempted, next_attempt_at, set_reply, code, response, sent_at, transport, subject, tracked)
       WHERE m.id = v.id AND m.claimed_at = v.claimed_at AND m.status IN ('sending', 'unknown')`.execute(
       deps.db,
     );
@@ -346,14 +386,30 @@ interface Prepared {
   keys: readonly DkimKey[];
   envelope: Envelope;
   relay?: RelayTransport;
+  tracked: boolean;
 }
 
-function contentOf(m: DueMessage, rendered: RenderedParts | undefined): RenderedParts {
+// Messages people write (one recipient each) are tracked like mass sends; system mail never is.
+const TRACKED_KINDS = new Set<MessageKind>(['individual', 'mass', 'autoresponder', 'workflow']);
+
+function contentOf(
+  deps: Pick<Deps, 'config'>,
+  m: DueMessage,
+  rendered: RenderedParts | undefined,
+  track: boolean,
+): RenderedParts {
   if (rendered) return rendered;
-  const html = m.html;
+  let html = m.html;
   // Every message has a text alternative; templates store one, a bare HTML row gets one made here.
   const text = m.text ?? (html ? htmlToText(html, { wordwrap: 78 }) : '');
-  return { subject: m.subject, text, html };
+  const tracked = !!html && track && TRACKED_KINDS.has(m.kind);
+  if (html && tracked) {
+    const spots = markTrackingSpots(html, { clicks: true, opens: true });
+    const tokens = messageTrackingTokens(deps.config.secret as string, m.id, spots.links.length + 1);
+    const base = `${deps.config.publicUrl.replace(/\/+$/, '')}/t/`;
+    html = fillTrackingSpots(spots.marked, trackingMarkup(base, tokens, spots.links.length));
+  }
+  return { subject: m.subject, text, html, tracked };
 }
 
 /** The raw message (unsigned) and its envelope. Throws validation errors for unusable rows. */
@@ -456,8 +512,13 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
   const orgIds = [...new Set(rows.map((r) => r.org_id))];
   let relays: Map<string, RelaySettings>;
   let keys: Map<string, OrgSigningKeys | Error>;
+  let insights: Set<string>;
   try {
-    [relays, keys] = await Promise.all([loadRelays(deps, orgIds), loadSigningKeys(deps, orgIds)]);
+    [relays, keys, insights] = await Promise.all([
+      loadRelays(deps, orgIds),
+      loadSigningKeys(deps, orgIds),
+      insightsOrgs(deps, orgIds),
+    ]);
   } catch (e) {
     // Nothing was attempted: put everything back for a little later.
     deps.log.error({ err: e }, 'delivery: loading relays or DKIM keys failed');
@@ -512,9 +573,16 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     let prepared: Prepared;
     try {
       const sendingDomain = relay?.sendingDomain ?? null;
-      const { raw, envelope } = composeMessage(deps, m, contentOf(m, content), sendingDomain);
+      const c = contentOf(deps, m, content, insights.has(m.org_id));
+      const { raw, envelope } = composeMessage(deps, m, c, sendingDomain);
       const fromDomain = addressDomain(normaliseAddress(m.from_address, 'from'));
-      prepared = { m, raw, envelope, keys: keysFor(orgKeys, fromDomain, sendingDomain) };
+      prepared = {
+        m,
+        raw,
+        envelope,
+        keys: keysFor(orgKeys, fromDomain, sendingDomain),
+        tracked: !!c.tracked,
+      };
     } catch (e) {
       // Bad data never gets better by waiting: the message fails with the reason.
       results.outcome(
@@ -563,6 +631,7 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
           p.m,
           { status: 'sent', code: null, response: 'stored in the local outbox (no SMTP relay is set up)' },
           'outbox',
+          p.tracked,
         );
     } catch (e) {
       // One statement: nothing was stored, so nothing was "sent" either.
@@ -579,7 +648,19 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
   await Promise.all(toRelay.map((p) => sendThroughRelay(p, results, marks)));
   const counts = await results.close();
   await marks.clear().catch((e) => deps.log.warn({ err: e }, 'delivery: clearing handover marks failed'));
+  await recordSmtpBounces(deps, results);
   return counts;
+}
+
+/** 5xx answers during sending count as bounces (suppression, statuses, the bounce-rate guard). */
+async function recordSmtpBounces(deps: Deps, results: ResultWriter): Promise<void> {
+  if (!results.bounces.length) return;
+  await recordBounces(deps, results.bounces).catch((e) =>
+    deps.log.error(
+      { err: e, count: results.bounces.length },
+      'delivery: recording 5xx answers as bounces failed',
+    ),
+  );
 }
 
 /**
@@ -664,7 +745,7 @@ async function sendThroughRelay(p: Prepared, results: ResultWriter, marks: Hando
       results.release(p.m, 5_000); // not handed over: safe to try again
       return;
     }
-    results.outcome(p.m, await relay.send(p.envelope, p.raw), 'relay');
+    results.outcome(p.m, await relay.send(p.envelope, p.raw), 'relay', p.tracked);
   } finally {
     release();
   }

@@ -6,9 +6,10 @@ import {
   htmlEngine,
   textEngine,
 } from '../templates/index.ts';
-import { trackingToken } from '../tracking/tokens.ts';
+import { insightsOrgs } from '../tracking/insights.ts';
+import { messageTrackingTokens, trackingToken } from '../tracking/tokens.ts';
 import type { DeliveryRenderer, DueMessage, RenderedParts } from './delivery.ts';
-import { compileMerge } from './fast/fast-path.ts';
+import { compileMerge, markTrackingSpots, trackingMarkup } from './fast/fast-path.ts';
 
 // Renders message rows queued without content (mass emails, follow-ups, autoresponders, workflow
 // emails) when the deliverer claims them: template versions parsed once per process (versions never
@@ -18,16 +19,21 @@ import { compileMerge } from './fast/fast-path.ts';
 // Per version: each part compiled the fast-path way (fixed text kept as strings, plain merge fields
 // read directly, anything else rendered by the same sandboxed liquidjs engines): the output of
 // liquidjs exactly (a property test holds it to that), at a fraction of its cost per recipient.
+type Merger = ReturnType<typeof compileMerge>;
 interface Mergers {
-  subject: (scope: Record<string, unknown>) => string;
-  html: ((scope: Record<string, unknown>) => string) | null;
-  text: (scope: Record<string, unknown>) => string;
+  subject: Merger;
+  html: Merger | null;
+  /** The HTML with its tracking spots marked (opens, clicks, the trap link), and its links. */
+  tracked: { html: Merger; linkCount: number } | null;
+  text: Merger;
 }
 function mergersOf(v: { subject: string; html: string | null; text: string }): Mergers {
   compileTemplate(v); // the templates module's checks (sizes, parse errors) first
+  const spots = v.html ? markTrackingSpots(v.html, { clicks: true, opens: true }) : null;
   return {
     subject: compileMerge(textEngine, v.subject),
     html: v.html ? compileMerge(htmlEngine, v.html) : null,
+    tracked: spots ? { html: compileMerge(htmlEngine, spots.marked), linkCount: spots.links.length } : null,
     text: compileMerge(textEngine, v.text),
   };
 }
@@ -44,6 +50,7 @@ const MAX_COMPILED = 500;
 
 export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: DueMessage[]) => {
   const out = new Map<string, RenderedParts | Error>();
+  const secret = deps.config.secret as string;
   const ready = rows.filter(
     (r) => r.template_id && r.template_version !== null && r.record_id && r.module_id,
   );
@@ -79,6 +86,10 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
         .execute()
     ).map((t) => [t.id, t.org_id]),
   );
+
+  // Insights (opens and clicks) per org: on unless an admin turned them off.
+  const insights = await insightsOrgs(deps, [...new Set(ready.map((r) => r.org_id))]);
+  const base = `${deps.config.publicUrl.replace(/\/+$/, '')}/t/`;
 
   const modules = new Map(
     (
@@ -119,9 +130,18 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
         continue;
       }
       try {
+        const t = insights.has(r.org_id) ? c.tracked : null;
         out.set(r.id, {
           subject: cleanSubject(c.subject(ctx)),
-          html: c.html ? c.html(ctx) : null,
+          html: t
+            ? t.html(
+                ctx,
+                trackingMarkup(base, messageTrackingTokens(secret, r.id, t.linkCount + 1), t.linkCount),
+              )
+            : c.html
+              ? c.html(ctx)
+              : null,
+          tracked: !!t,
           text: c.text(ctx),
           ...(BULK.has(r.kind) ? { listUnsubscribe: listUnsubscribeOf(deps, r.id) } : {}),
         });

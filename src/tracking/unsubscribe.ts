@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
 import type { Deps } from '../deps.ts';
+import { suppress } from './bounces/suppression.ts';
+import { recordEvents } from './events.ts';
 import { verifyTrackingToken } from './tokens.ts';
 
 // Unsubscribe (RFC 8058 one-click, and the confirmation page behind a visible link). The token
@@ -31,9 +33,32 @@ export async function unsubscribeTarget(deps: Deps, token: string): Promise<Unsu
 /** Idempotent: a second unsubscribe of the same address changes nothing. */
 export async function unsubscribe(deps: Deps, t: UnsubscribeTarget): Promise<void> {
   await deps.db.transaction().execute(async (trx) => {
-    await sql`INSERT INTO suppressions (org_id, email, reason, message_id)
-      VALUES (${t.orgId}, ${t.address.toLowerCase()}, 'unsubscribe', ${t.messageId})
-      ON CONFLICT (org_id, email) DO NOTHING`.execute(trx);
+    // An unsubscribe outranks a bounce already on the list (which a later reply could lift).
+    const changed = await suppress(trx, {
+      orgId: t.orgId,
+      email: t.address,
+      reason: 'unsubscribe',
+      messageId: t.messageId,
+    });
+    if (changed) {
+      const m = await trx
+        .selectFrom('messages')
+        .select('mass_email_id')
+        .where('id', '=', t.messageId)
+        .where('org_id', '=', t.orgId)
+        .executeTakeFirst();
+      await recordEvents(trx, [
+        {
+          orgId: t.orgId,
+          messageId: t.messageId,
+          recordId: t.recordId,
+          massEmailId: m?.mass_email_id ?? null,
+          kind: 'unsubscribed',
+          human: true,
+          at: new Date(),
+        },
+      ]);
+    }
     if (t.recordId)
       await sql`UPDATE records r SET data = r.data || '{"email_opt_out": true}'::jsonb, updated_at = now()
         WHERE r.id = ${t.recordId} AND r.org_id = ${t.orgId}

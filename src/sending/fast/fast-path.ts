@@ -15,7 +15,7 @@
 // rendered per recipient, by liquidjs itself (same filters, same strictness and sandbox).
 import { Context, filters, type Liquid, type Template, TokenKind } from 'liquidjs';
 import { invalid } from '../../errors.ts';
-import { messageTrackingTokens } from '../../tracking/tokens.ts';
+import { type MessageTrackingTokens, messageTrackingTokens } from '../../tracking/tokens.ts';
 import type { Mailbox } from '../address.ts';
 import type { DkimKey } from '../dkim.ts';
 import { type MessageSkeleton, prepareMessage, renderMessage } from '../mime.ts';
@@ -114,6 +114,56 @@ export function trackedLinksOf(html: string): string[] {
   return links;
 }
 const CLOSE_BODY = /<\/body\s*>/gi;
+
+/**
+ * Marks where tracking goes in an HTML source: each trackable link's URL becomes \0<i>\0, and the
+ * hidden trap link (\0T\0, with clicks) and the open pixel (\0P\0, with opens) go before </body>.
+ * `links` are the original targets by index (the same list trackedLinksOf finds).
+ */
+export function markTrackingSpots(
+  html: string,
+  track: { clicks: boolean; opens: boolean },
+): { marked: string; links: string[] } {
+  const links: string[] = [];
+  let src = html;
+  if (track.clicks)
+    src = src.replace(LINK, (m, pre: string, q: string, url: string) => {
+      if (!trackable(url)) return m;
+      links.push(decodeEntities(url));
+      return `${pre}${q}\u0000${links.length - 1}\u0000${q}`;
+    });
+  const tail = (track.clicks ? '\u0000T\u0000' : '') + (track.opens ? '\u0000P\u0000' : '');
+  if (tail) {
+    let last = -1;
+    for (const m of src.matchAll(CLOSE_BODY)) last = m.index;
+    src = last >= 0 ? `${src.slice(0, last)}${tail}${src.slice(last)}` : `${src}${tail}`;
+  }
+  return { marked: src, links };
+}
+
+/**
+ * What each mark becomes for one message: its click URLs (link i → /t/c/<token of i>), the hidden
+ * trap link (token links.length) and the pixel. `base` is `${publicUrl}/t/`; `tokens` are the
+ * message's, made with messageTrackingTokens(secret, id, linkCount + 1).
+ */
+export function trackingMarkup(
+  base: string,
+  tokens: MessageTrackingTokens,
+  linkCount: number,
+): (mark: string) => string {
+  const b = escapeAttr(base);
+  return (k) =>
+    k === 'P'
+      ? `<img src="${b}o/${tokens.open}.gif" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+      : k === 'T'
+        ? `<a href="${b}c/${tokens.clicks[linkCount]}" style="display:none;font-size:0;line-height:0;color:transparent" aria-hidden="true" tabindex="-1"></a>`
+        : `${b}c/${tokens.clicks[Number(k)]}`;
+}
+
+/** A marked HTML source without Liquid (a stored message) with its marks filled in. */
+export function fillTrackingSpots(marked: string, markup: (mark: string) => string): string {
+  return marked.replace(MARK, (_m, k: string) => markup(k));
+}
 
 const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
 function decodeEntities(s: string): string {
@@ -228,24 +278,15 @@ export function prepareSend(input: PrepareSendInput): PreparedSend {
     if (typeof v === 'string' && v.includes('\u0000'))
       throw invalid(`the template ${k} contains a NUL character`);
   const htmlEngine = input.htmlEngine ?? engine;
-  const links: string[] = [];
+  let links: string[] = [];
   let html: Part[] | null = null;
   if (input.template.html != null) {
-    let src = crlf(input.template.html);
-    if (input.trackClicks)
-      src = src.replace(LINK, (_m, pre: string, q: string, url: string) => {
-        if (!trackable(url)) return _m;
-        links.push(decodeEntities(url));
-        return `${pre}${q}\u0000${links.length - 1}\u0000${q}`;
-      });
-    // Before </body>: the hidden trap link (only scanners follow it) and the open pixel.
-    const tail = (input.trackClicks ? '\u0000T\u0000' : '') + (input.trackOpens ? '\u0000P\u0000' : '');
-    if (tail) {
-      let last = -1;
-      for (const m of src.matchAll(CLOSE_BODY)) last = m.index;
-      src = last >= 0 ? `${src.slice(0, last)}${tail}${src.slice(last)}` : `${src}${tail}`;
-    }
-    html = compile(htmlEngine, src);
+    const spots = markTrackingSpots(crlf(input.template.html), {
+      clicks: input.trackClicks,
+      opens: input.trackOpens,
+    });
+    links = spots.links;
+    html = compile(htmlEngine, spots.marked);
   }
   const base = `${input.publicUrl.replace(/\/+$/, '')}/t/`;
   if (!/^https?:\/\/[^\s"<>]+\/t\/$/.test(base)) throw invalid('publicUrl must be an http(s) URL');
@@ -302,9 +343,12 @@ function render(
  * A template compiled the fast-path way, for one-off renders (previews, tests): the same output as
  * `engine.parseAndRenderSync(source, scope)`, errors included, at a fraction of the cost per call.
  */
-export function compileMerge(engine: Liquid, source: string): (scope: Record<string, unknown>) => string {
+export function compileMerge(
+  engine: Liquid,
+  source: string,
+): (scope: Record<string, unknown>, markup?: (mark: string) => string) => string {
   const parts = compile(engine, source);
-  return (scope) => render(parts, engine, { scope, ctx: null }, null);
+  return (scope, markup) => render(parts, engine, { scope, ctx: null }, markup ?? null);
 }
 
 /**
@@ -320,17 +364,11 @@ export function buildBatch(
   const { input, base } = send;
   const engine = input.engine;
   const htmlEngine = input.htmlEngine ?? engine;
-  const escapedBase = escapeAttr(base);
   const out: BuiltMessage[] = new Array(recipients.length);
   for (let i = 0; i < recipients.length; i++) {
     const r = recipients[i];
     try {
-      // one more click token than links when there is a trap link: it is link index links.length
-      const tokens = messageTrackingTokens(
-        input.secret,
-        r.messageId,
-        send.links.length + (input.trackClicks && send.html ? 1 : 0),
-      );
+      const tokens = messageTrackingTokens(input.secret, r.messageId, send.links.length + 1);
       const merge: Merge = { scope: r.scope, ctx: null };
       // Merge values may not break the Subject header: runs of line breaks and tabs become a space.
       const subject = render(send.subject, engine, merge, null)
@@ -340,12 +378,7 @@ export function buildBatch(
       let html: string | undefined;
       if (send.html) {
         const hmerge: Merge = htmlEngine === engine ? merge : { scope: r.scope, ctx: null };
-        const mark = (k: string) =>
-          k === 'P'
-            ? `<img src="${escapedBase}o/${tokens.open}.gif" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
-            : k === 'T'
-              ? `<a href="${escapedBase}c/${tokens.clicks[send.links.length]}" style="display:none;font-size:0;line-height:0;color:transparent" aria-hidden="true" tabindex="-1"></a>`
-              : `${escapedBase}c/${tokens.clicks[Number(k)]}`;
+        const mark = trackingMarkup(base, tokens, send.links.length);
         html = render(send.html, htmlEngine, hmerge, mark);
       }
       const raw = renderMessage(send.skeleton, {
