@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import PgBoss from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -63,26 +64,56 @@ async function sentMessage(
   return { id: m.id, ...tokens, trap: tokens.clicks[LINKS.length] };
 }
 
+interface Answer {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+  raw: Buffer;
+}
+/** Over HTTP: the tracking endpoints are answered in front of Fastify, where app.inject does not go. */
+async function get(
+  base: string,
+  path: string,
+  headers: Record<string, string>,
+  method = 'GET',
+): Promise<Answer> {
+  const r = await fetch(base + path, { method, headers, redirect: 'manual' });
+  const raw = Buffer.from(await r.arrayBuffer());
+  return { statusCode: r.status, headers: Object.fromEntries(r.headers), body: raw.toString(), raw };
+}
 const pixel = (token: string, headers: Record<string, string> = { 'user-agent': BROWSER }, method = 'GET') =>
-  t.app.inject({ method: method as 'GET', url: `/t/o/${token}.gif`, headers });
+  get(t.url, `/t/o/${token}.gif`, headers, method);
 const click = (
   token: string,
   headers: Record<string, string> = { 'user-agent': BROWSER },
-  opts: { method?: string; remoteAddress?: string; query?: string } = {},
-) =>
-  t.app.inject({
-    method: (opts.method ?? 'GET') as 'GET',
-    url: `/t/c/${token}${opts.query ?? ''}`,
-    headers,
-    remoteAddress: opts.remoteAddress,
-  });
+  opts: { method?: string; query?: string } = {},
+) => get(t.url, `/t/c/${token}${opts.query ?? ''}`, headers, opts.method);
 
 /** Writes buffered hits, then (the burst window passed) judges waiting clicks. */
 async function settle() {
   await t.app.hitRecorder.flush();
   now += 60_000;
+  // both apps judge waiting clicks (each skips those the other has in hand)
   await t.app.hitRecorder.flush();
+  await proxied.app.hitRecorder.flush();
 }
+
+// A second app that trusts 127.0.0.1 as its reverse proxy (PARLEY_TRUST_PROXY), so a test can
+// send hits "from" any address in X-Forwarded-For.
+let proxied: { url: string; app: FastifyInstance };
+beforeAll(async () => {
+  const app = await buildApp({ ...t.deps, config: { ...t.deps.config, trustProxy: '127.0.0.1' } });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const addr = app.server.address();
+  proxied = { app, url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}` };
+});
+afterAll(async () => {
+  await proxied?.app.close();
+});
+const from = (ip: string, headers: Record<string, string> = { 'user-agent': BROWSER }) => ({
+  ...headers,
+  'x-forwarded-for': ip,
+});
 
 const hitsOf = async (messageId: string) =>
   (
@@ -126,7 +157,7 @@ describe('open pixel', () => {
     expect(r.statusCode).toBe(200);
     expect(r.headers['content-type']).toBe('image/gif');
     expect(r.headers['cache-control']).toContain('no-store');
-    expect(r.rawPayload.equals(PIXEL_GIF)).toBe(true);
+    expect(r.raw.equals(PIXEL_GIF)).toBe(true);
     await t.app.hitRecorder.flush();
     const [h] = await hitsOf(m.id);
     expect(h).toMatchObject({
@@ -156,13 +187,9 @@ describe('open pixel', () => {
     const m = await sentMessage();
     expect((await pixel(m.open, { 'user-agent': BROWSER }, 'HEAD')).statusCode).toBe(200);
     await pixel(m.open, { 'user-agent': BROWSER, 'sec-purpose': 'prefetch;prerender' });
-    await t.app.inject({
-      method: 'GET',
-      url: `/t/o/${m.open}.gif`,
-      headers: { 'user-agent': 'Mozilla/5.0' },
-      remoteAddress: '17.58.101.7',
-    });
+    await get(proxied.url, `/t/o/${m.open}.gif`, from('17.58.101.7', { 'user-agent': 'Mozilla/5.0' }));
     await t.app.hitRecorder.flush();
+    await proxied.app.hitRecorder.flush();
     expect((await hitsOf(m.id)).map((h) => [h.method, h.verdict, h.reason])).toEqual([
       ['HEAD', 'machine', 'head_request'],
       ['GET', 'machine', 'prefetch'],
@@ -396,22 +423,16 @@ describe('the Insights switch', () => {
 
 describe('behind a reverse proxy', () => {
   it('X-Forwarded-For counts only when PARLEY_TRUST_PROXY names the proxy', async () => {
-    const trusted = await buildApp({ ...t.deps, config: { ...t.deps.config, trustProxy: '127.0.0.1' } });
-    try {
-      const m1 = await sentMessage();
-      const m2 = await sentMessage();
-      const xff = { 'user-agent': BROWSER, 'x-forwarded-for': '17.58.101.7' };
-      await trusted.inject({ method: 'GET', url: `/t/o/${m1.open}.gif`, headers: xff });
-      await pixel(m2.open, xff); // the test app trusts no proxy
-      await trusted.hitRecorder.flush();
-      await t.app.hitRecorder.flush();
-      expect(await hitsOf(m1.id)).toMatchObject([
-        { ip: '17.58.101.7', verdict: 'machine', reason: 'apple_mpp' },
-      ]);
-      expect(await hitsOf(m2.id)).toMatchObject([{ ip: '127.0.0.1', verdict: 'human' }]);
-    } finally {
-      await trusted.close();
-    }
+    const m1 = await sentMessage();
+    const m2 = await sentMessage();
+    await get(proxied.url, `/t/o/${m1.open}.gif`, from('17.58.101.7'));
+    await pixel(m2.open, from('17.58.101.7')); // the test app trusts no proxy
+    await proxied.app.hitRecorder.flush();
+    await t.app.hitRecorder.flush();
+    expect(await hitsOf(m1.id)).toMatchObject([
+      { ip: '17.58.101.7', verdict: 'machine', reason: 'apple_mpp' },
+    ]);
+    expect(await hitsOf(m2.id)).toMatchObject([{ ip: '127.0.0.1', verdict: 'human' }]);
   });
 });
 

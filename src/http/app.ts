@@ -24,7 +24,7 @@ import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
-import { trackingRoutes } from './routes/tracking.routes.ts';
+import { trackingEndpoints, trackingRoutes } from './routes/tracking.routes.ts';
 import { triggerRoutes } from './routes/triggers.routes.ts';
 import { unsubscribeRoutes } from './routes/unsubscribe.routes.ts';
 import { webhookRoutes } from './routes/webhooks.routes.ts';
@@ -47,7 +47,10 @@ function trustProxy(v: string | undefined): boolean | string[] {
 
 /** The HTTP API, the OpenAPI document and the web UI, as one Fastify app over the domain modules. */
 export async function buildApp(deps: Deps): Promise<FastifyInstance> {
+  // The open pixel and click redirects are answered in front of Fastify (see tracking.routes.ts).
+  const tracking = trackingEndpoints(deps);
   const app = Fastify({
+    serverFactory: tracking.serverFactory,
     loggerInstance: deps.log,
     trustProxy: trustProxy(deps.config.trustProxy),
     bodyLimit: 50 * 1024 * 1024, // CSV imports arrive as JSON bodies
@@ -115,7 +118,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   bounceRoutes(app, deps);
   webhookRoutes(app, deps);
   triggerRoutes(app, deps);
-  trackingRoutes(app, deps);
+  trackingRoutes(app, deps, tracking);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
   if (hasWeb) await app.register(fastifyStatic, { root: webDist, wildcard: false, index: ['index.html'] });

@@ -109,27 +109,32 @@ export function messageInfoCache(deps: Pick<Deps, 'db'>): MessageInfoCache {
     return out;
   }
 
+  // Misses arriving in the same turn of the event loop share one query (a burst of clicks on
+  // different messages costs one round trip, not one each).
+  let queued: string[] = [];
+  let queuedBatch: Promise<Map<string, MessageInfo>> | null = null;
+  function fetchSoon(id: string): Promise<MessageInfo | undefined> {
+    if (!queuedBatch)
+      queuedBatch = new Promise<void>((r) => setImmediate(r)).then(() => {
+        const ids = queued;
+        queued = [];
+        queuedBatch = null;
+        return fetch(ids);
+      });
+    queued.push(id);
+    const p = queuedBatch.then((m) => m.get(id));
+    inflight.set(id, p);
+    p.catch(() => {}).finally(() => inflight.delete(id));
+    return p;
+  }
+
   async function load(ids: readonly string[]): Promise<Map<string, MessageInfo>> {
     const out = new Map<string, MessageInfo>();
-    const wanted: string[] = [];
     const waiting: Promise<unknown>[] = [];
     for (const id of new Set(ids)) {
       const hit = peek(id);
       if (hit) out.set(id, hit);
-      else {
-        const p = inflight.get(id);
-        if (p) waiting.push(p.then((i) => i && out.set(id, i)));
-        else wanted.push(id);
-      }
-    }
-    if (wanted.length) {
-      const batch = fetch(wanted);
-      for (const id of wanted) {
-        const p = batch.then((m) => m.get(id));
-        inflight.set(id, p);
-        p.catch(() => {}).finally(() => inflight.delete(id));
-      }
-      for (const [id, info] of await batch) out.set(id, info);
+      else waiting.push((inflight.get(id) ?? fetchSoon(id)).then((i) => i && out.set(id, i)));
     }
     await Promise.all(waiting);
     return out;

@@ -1,0 +1,204 @@
+// `npm run bench:tracking`: the open pixel and click redirects under load (issue 5, "Measured").
+// A real `parley serve` (its own process, over a throwaway embedded PostgreSQL holding an org and
+// sent messages) and a bare node:http server answering the same GIF and recording nothing are each
+// loaded by autocannon (in this process) with the same mix of pixel and click requests, for a bounded
+// time. Every hit Parley answered must then be in tracking_hits. Last line:
+// `tracking: <N> req/s, p99 <P> ms, <R>x bare`.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import autocannon from 'autocannon';
+import { sql } from 'kysely';
+import { createOrg } from '../src/crm/index.ts';
+import { PIXEL_GIF, PIXEL_HEADERS } from '../src/http/routes/tracking.routes.ts';
+import { messageTrackingTokens } from '../src/tracking/tokens.ts';
+import { benchDatabase } from './support.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const MESSAGES = 20_000;
+const REQUESTS = 10_000; // distinct URLs, cycled by each connection
+const CLICK_SHARE = Number(process.env.BENCH_CLICK_SHARE ?? 0.2);
+const LINKS = [
+  'https://example.com/pricing',
+  'https://example.com/docs?x=1',
+  'https://blog.example.org/post',
+];
+const UA =
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36';
+
+const exited = (c: ChildProcess) =>
+  c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((r) => c.once('exit', () => r()));
+
+/** User + system CPU time of a process so far, in ms (Linux /proc; 0 once it is gone). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // utime, stime in 1/100 s
+  } catch {
+    return 0;
+  }
+}
+
+const children: ChildProcess[] = [];
+/**
+ * Starts a server process listening on a port of its own choosing, and answers its URL (read from
+ * its output; everything it prints goes to our stderr, so the last line of stdout stays ours).
+ */
+function startChild(args: string[], env: Record<string, string>): Promise<{ url: string; pid: number }> {
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  child.stdout?.pipe(process.stderr);
+  return new Promise((ok, fail) => {
+    let seen = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      seen += d.toString();
+      const m = /(?:ready at|listening on) http:\/\/[^:/]+:(\d+)/.exec(seen);
+      if (m) ok({ url: `http://127.0.0.1:${m[1]}`, pid: child.pid as number });
+    });
+    child.once('exit', (code) => fail(new Error(`${args.join(' ')} exited with ${code}`)));
+  });
+}
+
+/** The bare comparison: node:http answering every request with the same GIF and headers. */
+const BARE = `
+const http = require('node:http');
+const gif = Buffer.from(${JSON.stringify(PIXEL_GIF.toString('base64'))}, 'base64');
+const headers = ${JSON.stringify(PIXEL_HEADERS)};
+const srv = http.createServer((req, res) => { res.writeHead(200, headers); res.end(gif); });
+srv.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + srv.address().port));
+process.on('SIGTERM', () => process.exit(0));`;
+
+function load(url: string, requests: autocannon.Request[], seconds: number) {
+  return autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration: seconds,
+    headers: { 'user-agent': UA },
+    requests,
+    // BENCH_RATE=N holds the load at N req/s (CPU per request at equal load, for profiling)
+    ...(process.env.BENCH_RATE ? { overallRate: Number(process.env.BENCH_RATE) } : {}),
+  });
+}
+
+const db = await benchDatabase('tracking');
+const countHits = async () =>
+  (await sql<{ n: number }>`SELECT count(*)::int AS n FROM tracking_hits`.execute(db.deps.db)).rows[0].n;
+try {
+  const { deps } = db;
+  const secret = deps.config.secret as string;
+  const org = await createOrg(deps, {
+    name: 'Bench',
+    adminEmail: 'admin@bench.example',
+    adminName: 'Admin',
+    adminPassword: 'bench-password-123',
+  });
+  const html = `<p>Hello</p>${LINKS.map((l) => `<a href="${l}">x</a>`).join(' ')}`;
+  const ids = (
+    await sql<{ id: string }>`
+      INSERT INTO messages (org_id, kind, from_address, to_address, subject, html, text, message_id_header,
+        transport, status, tracked, sent_at, expires_at)
+      SELECT ${org.org.id}, 'individual', 'sales@bench.example', 'r' || g || '@remote.example', 'Hello',
+        ${html}, 'Hello', '<bench.' || g || '@bench.example>', 'outbox', 'sent', true,
+        now() - interval '1 day', now() + interval '1 day'
+      FROM generate_series(1, ${MESSAGES}) g RETURNING id`.execute(deps.db)
+  ).rows.map((r) => r.id);
+  // A fixed mix: every URL a different message, one in five a click on one of its links.
+  const requests: autocannon.Request[] = [];
+  for (let i = 0; i < REQUESTS; i++) {
+    const id = ids[(i * 7919) % ids.length];
+    const tok = messageTrackingTokens(secret, id, LINKS.length);
+    const isClick = (i * 0.618033988749895) % 1 < CLICK_SHARE;
+    requests.push({
+      method: 'GET',
+      path: isClick ? `/t/c/${tok.clicks[i % LINKS.length]}` : `/t/o/${tok.open}.gif`,
+    });
+  }
+
+  // Parley: the real `parley serve` over this database, on a port of its choosing.
+  // BENCH_CPU_PROF=DIR writes a V8 CPU profile of the Parley server there (open it in Chrome DevTools).
+  const prof = process.env.BENCH_CPU_PROF
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+    : [];
+  const parleyServer = await startChild([...prof, 'bin/parley.mjs', 'serve'], {
+    PARLEY_DATABASE_URL: db.url,
+    PARLEY_SECRET: secret,
+    PARLEY_PORT: '0',
+    PARLEY_LOG_LEVEL: 'warn',
+  });
+  const bareServer = await startChild(['-e', BARE], {});
+  const [parleyUrl, bareUrl] = [parleyServer.url, bareServer.url];
+
+  // Warm-up (JIT, the message cache), then the measured runs, bare first.
+  await load(bareUrl, requests, 2);
+  await load(parleyUrl, requests, 3);
+  // the warm-up's hits, once all written
+  let warmHits = -1;
+  for (let n = await countHits(); n !== warmHits; n = await countHits()) {
+    warmHits = n;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  // CPU time per request of each server and of PostgreSQL: the figure that holds on a busy machine.
+  const pgPids = (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity`.execute(deps.db)).rows.map(
+    (r) => r.pid,
+  );
+  const cpu = () => ({
+    parley: cpuMs(parleyServer.pid),
+    bare: cpuMs(bareServer.pid),
+    pg: pgPids.reduce((a, pid) => a + cpuMs(pid), 0),
+  });
+  const c0 = cpu();
+  const b = await load(bareUrl, requests, SECONDS);
+  const c1 = cpu();
+  const p = await load(parleyUrl, requests, SECONDS);
+  // Every hit Parley answered must reach the database (within a second or so of the last).
+  const answered = p['2xx'] + p['3xx'];
+  const t0 = Date.now();
+  let recorded = (await countHits()) - warmHits;
+  while (recorded < answered && Date.now() - t0 < 10_000) {
+    await new Promise((r) => setTimeout(r, 100));
+    recorded = (await countHits()) - warmHits;
+  }
+  const settledMs = Date.now() - t0;
+  const c2 = cpu();
+  const perReq = (ms: number, r: autocannon.Result) => `${Math.round((1000 * ms) / r.requests.total)} µs`;
+
+  const failed = p['4xx'] + p['5xx'];
+  // Connection errors and timeouts are the load generator's (they show on the bare server too when
+  // the machine is overloaded): reported, not counted as answers.
+  const errors = `errors ${p.errors} (timeouts ${p.timeouts}); bare ${b.errors} (${b.timeouts})`;
+  console.log(
+    `bare node:http: ${Math.round(b.requests.average)} req/s, p99 ${b.latency.p99} ms` +
+      ` | parley: ${Math.round(p.requests.average)} req/s, p50 ${p.latency.p50} ms, p99 ${p.latency.p99} ms,` +
+      ` ${answered} answered, ${failed} 4xx/5xx, ${recorded} recorded (all within ${settledMs} ms after the run); ${errors}`,
+  );
+  console.log(
+    `CPU per request: parley server ${perReq(c2.parley - c1.parley, p)} + PostgreSQL ${perReq(c2.pg - c1.pg, p)}` +
+      ` (while bare ran: PostgreSQL ${perReq(c1.pg - c0.pg, b)}); bare server ${perReq(c1.bare - c0.bare, b)}`,
+  );
+  console.log(
+    `conditions: ${cpus().length} cores, load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(
+        ' ',
+      )}, ${CONNECTIONS} connections, ${SECONDS} s each, ${Math.round(CLICK_SHARE * 100)}% clicks over ${MESSAGES} messages, autocannon in the same machine`,
+  );
+  if (failed > 0) throw new Error(`${failed} requests answered 4xx/5xx`);
+  if (b['3xx'] > 0 || p['3xx'] === 0) throw new Error('the bare and Parley servers were mixed up');
+  if (recorded < answered) throw new Error(`only ${recorded} of ${answered} answered hits were recorded`);
+  console.log(
+    `tracking: ${Math.round(p.requests.average)} req/s, p99 ${p.latency.p99} ms, ${(p.requests.average / b.requests.average).toFixed(2)}x bare`,
+  );
+} finally {
+  for (const c of children) {
+    c.kill('SIGTERM');
+    await exited(c);
+  }
+  await db.close();
+}
