@@ -431,6 +431,47 @@ function UsageSection() {
   );
 }
 
+// Insights on/off (issue 5): on by default; off means new mail carries no pixel or tracked links and
+// no open or click is recorded.
+function InsightsSection() {
+  const { t } = useTranslation();
+  const qc = useQueryClient();
+  const q = useQuery({
+    queryKey: ['insights'],
+    queryFn: () => api.get<{ enabled: boolean }>('/api/admin/insights'),
+  });
+  const set = useMutation({
+    mutationFn: (enabled: boolean) => api.put<{ enabled: boolean }>('/api/admin/insights', { enabled }),
+    onSuccess: (r) => qc.setQueryData(['insights'], r),
+  });
+  const title = t('outreach.insights', 'Insights (opens and clicks)');
+  return (
+    <section className="card" aria-label={title}>
+      <h2>{title}</h2>
+      {q.error && <ErrorBanner error={q.error} />}
+      {set.error && <ErrorBanner error={set.error} />}
+      {q.data && (
+        <label>
+          <input
+            type="checkbox"
+            checked={q.data.enabled}
+            disabled={set.isPending}
+            onChange={(e) => set.mutate(e.target.checked)}
+            data-testid="insights-enabled"
+          />{' '}
+          {t('outreach.insightsOn', 'Track opens and clicks of email')}
+        </label>
+      )}
+      <p className="muted">
+        {t(
+          'outreach.insightsHelp',
+          'When off, new email carries no tracking pixel or tracked links, and no open or click is recorded.',
+        )}
+      </p>
+    </section>
+  );
+}
+
 export function EmailSettingsPage() {
   const { t } = useTranslation();
   return (
@@ -440,6 +481,7 @@ export function EmailSettingsPage() {
       <DkimSection />
       <OrgAddressesSection />
       <UsageSection />
+      <InsightsSection />
     </div>
   );
 }
