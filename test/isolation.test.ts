@@ -175,8 +175,13 @@ const body = {
 describe('org isolation', () => {
   it('no route lets org B read or change org A', async () => {
     body.ids = [A.lead, A.gadget];
+    // /api/feed is a stream that never ends: its org and owner scoping is tested in email-status.test.ts.
     const routes = t.app.routeList.filter(
-      (r) => r.url.startsWith('/api/') && !r.url.startsWith('/api/docs') && !r.url.startsWith('/api/auth/'),
+      (r) =>
+        r.url.startsWith('/api/') &&
+        !r.url.startsWith('/api/docs') &&
+        !r.url.startsWith('/api/auth/') &&
+        r.url !== '/api/feed',
     );
     expect(routes.length).toBeGreaterThan(25);
     let checked = 0;

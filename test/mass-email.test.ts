@@ -252,8 +252,10 @@ describe('follow-ups', () => {
       ],
     });
     await launchDue(deps, { orgId: ent.admin.orgId });
-    // Everything was delivered; three people opened it.
-    await sql`UPDATE messages SET status = 'sent' WHERE mass_email_id = ${id}`.execute(deps.db);
+    // Everything was delivered, tracked (so "not opened" can be known); three people opened it.
+    await sql`UPDATE messages SET status = 'sent', tracked = true WHERE mass_email_id = ${id}`.execute(
+      deps.db,
+    );
     await sql`UPDATE messages SET opened_at = now() WHERE id IN (SELECT id FROM messages WHERE mass_email_id = ${id} ORDER BY id LIMIT 3)`.execute(
       deps.db,
     );

@@ -13,12 +13,14 @@ import { newMessageIdHeader } from './verp.ts';
 // mass email (SKIP LOCKED) makes each launch happen exactly once however many workers race, and
 // the launch re-reads the row, so an edit or stop made before it simply wins.
 
+// opened_at / clicked_at are set by people's opens and clicks only (machine ones are counted apart),
+// and "not opened" can only be known of a tracked message.
 const FOLLOWUP_FILTER: Record<FollowupAudience, string> = {
   received: `m.status = 'sent' AND m.bounced_at IS NULL`,
   opened: `m.opened_at IS NOT NULL`,
-  not_opened: `m.status = 'sent' AND m.bounced_at IS NULL AND m.opened_at IS NULL`,
+  not_opened: `m.status = 'sent' AND m.tracked AND m.bounced_at IS NULL AND m.opened_at IS NULL`,
   clicked: `m.clicked_at IS NOT NULL`,
-  not_clicked: `m.status = 'sent' AND m.bounced_at IS NULL AND m.clicked_at IS NULL`,
+  not_clicked: `m.status = 'sent' AND m.tracked AND m.bounced_at IS NULL AND m.clicked_at IS NULL`,
 };
 
 const lifetimeMs = (deps: Deps) => deps.config.deliveryLifetimeHours * 3_600_000;

@@ -11,11 +11,13 @@ export const STATS = {
   sent: sql<SqlBool>`m.status = 'sent'`,
   bounced: sql<SqlBool>`m.bounced_at IS NOT NULL`,
   delivered: sql<SqlBool>`m.status = 'sent' AND m.bounced_at IS NULL`,
+  // Opens and clicks can only be seen on tracked messages (HTML, Insights on): the rest count apart.
+  tracked: sql<SqlBool>`m.status = 'sent' AND m.tracked`,
   not_delivered: sql<SqlBool>`(m.status IN ('failed', 'unknown') OR m.bounced_at IS NOT NULL)`,
   opened: sql<SqlBool>`m.opened_at IS NOT NULL`,
-  unopened: sql<SqlBool>`m.status = 'sent' AND m.bounced_at IS NULL AND m.opened_at IS NULL`,
+  unopened: sql<SqlBool>`m.status = 'sent' AND m.tracked AND m.bounced_at IS NULL AND m.opened_at IS NULL`,
   clicked: sql<SqlBool>`m.clicked_at IS NOT NULL`,
-  unclicked: sql<SqlBool>`m.status = 'sent' AND m.bounced_at IS NULL AND m.clicked_at IS NULL`,
+  unclicked: sql<SqlBool>`m.status = 'sent' AND m.tracked AND m.bounced_at IS NULL AND m.clicked_at IS NULL`,
   pending: sql<SqlBool>`m.status IN ('queued', 'sending', 'deferred')`,
   waiting: sql<SqlBool>`m.status = 'queued' AND m.next_attempt_at > now()`,
 } as const;

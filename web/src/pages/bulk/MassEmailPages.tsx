@@ -48,6 +48,7 @@ const STATS = [
   'bounced',
   'delivered',
   'not_delivered',
+  'tracked',
   'opened',
   'unopened',
   'clicked',

@@ -148,7 +148,7 @@ function NewEndpoint({
             type="url"
             required
             maxLength={2000}
-            placeholder="https://"
+            placeholder={t('webhooks.urlPlaceholder')}
             value={url}
             onChange={(e) => setUrl(e.target.value)}
             data-testid="webhook-url"
