@@ -14,7 +14,7 @@ import { type DkimKey, type DkimPrepared, dkimPrepare } from './dkim.ts';
 import type { FromWorker, ToWorker } from './sign-pool.worker.ts';
 
 export interface SignPoolOptions {
-  /** Worker threads; the number of cores by default. */
+  /** Worker threads; the number of cores less one by default (at least one). */
   size?: number;
   /** Messages per postMessage; a larger sign() call is split into chunks of this size. */
   chunkSize?: number;
@@ -70,7 +70,8 @@ function bundledWorker(): Promise<URL> {
 }
 
 export function createSignPool(opts: SignPoolOptions = {}): SignPool {
-  const size = Math.max(1, opts.size ?? availableParallelism());
+  // One core is left to the thread that renders and sends (and to PostgreSQL).
+  const size = Math.max(1, opts.size ?? availableParallelism() - 1);
   const chunkSize = Math.max(1, opts.chunkSize ?? 200);
   const maxKeySets = Math.max(1, opts.maxKeySets ?? 256);
   const now = opts.now ?? (() => Math.floor(Date.now() / 1000));
