@@ -444,7 +444,7 @@ function InsightsSection() {
     mutationFn: (enabled: boolean) => api.put<{ enabled: boolean }>('/api/admin/insights', { enabled }),
     onSuccess: (r) => qc.setQueryData(['insights'], r),
   });
-  const title = t('outreach.insights', 'Insights (opens and clicks)');
+  const title = t('outreach.insights');
   return (
     <section className="card" aria-label={title}>
       <h2>{title}</h2>
@@ -459,15 +459,10 @@ function InsightsSection() {
             onChange={(e) => set.mutate(e.target.checked)}
             data-testid="insights-enabled"
           />{' '}
-          {t('outreach.insightsOn', 'Track opens and clicks of email')}
+          {t('outreach.insightsOn')}
         </label>
       )}
-      <p className="muted">
-        {t(
-          'outreach.insightsHelp',
-          'When off, new email carries no tracking pixel or tracked links, and no open or click is recorded.',
-        )}
-      </p>
+      <p className="muted">{t('outreach.insightsHelp')}</p>
     </section>
   );
 }
