@@ -96,6 +96,14 @@ async function settle() {
   // both apps judge waiting clicks (each skips those the other has in hand)
   await t.app.hitRecorder.flush();
   await proxied.app.hitRecorder.flush();
+  // Apps of other test files share the database and judge waiting clicks too (as the servers of
+  // one deployment do): wait until none of ours waits in their hands.
+  for (let i = 0; i < 100; i++) {
+    const waiting = await sql<{ n: number }>`SELECT count(*)::int AS n FROM tracking_hits
+      WHERE verdict IS NULL AND org_id = ${org.orgId}`.execute(t.deps.db);
+    if (waiting.rows[0].n === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 // A second app that trusts 127.0.0.1 as its reverse proxy (PARLEY_TRUST_PROXY), so a test can
