@@ -310,6 +310,8 @@ export interface PostfixRelay {
   dir: string;
   /** Postfix's log (maillog_file). */
   log(): string;
+  /** Asks Postfix to try its deferred mail now (`postfix flush`), as an operator would. */
+  flush(): void;
   stop(): Promise<void>;
 }
 
@@ -422,6 +424,9 @@ biff = no
     port,
     dir,
     log,
+    flush() {
+      run(['flush']);
+    },
     async stop() {
       try {
         run(['stop']);
