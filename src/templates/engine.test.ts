@@ -121,7 +121,9 @@ describe('template sandbox', () => {
     for (const src of cases) {
       const t0 = performance.now();
       expect(await failure(src), src).toMatch(/limit exceeded|Invalid string length|too long/);
-      expect(performance.now() - t0, src).toBeLessThan(2_000);
+      // Unbounded, each would run for minutes or exhaust memory; the limits stop them in well under
+      // a second on a quiet machine (the bound is loose: the suite shares 2 cores with other tests).
+      expect(performance.now() - t0, src).toBeLessThan(10_000);
     }
     // Sync rendering is bounded the same way.
     const c = compileTemplate({ subject: 's', text: cases[1] });
