@@ -140,7 +140,7 @@ describe('template sandbox', () => {
       },
     );
     expect(out).toBe('100001 100001');
-    expect(performance.now() - t0).toBeLessThan(1_000);
+    expect(performance.now() - t0).toBeLessThan(5_000); // a backtracking regex would take minutes
   });
 
   it('refuses sources past the limits with a clear message', () => {
