@@ -21,7 +21,8 @@ let fresh = false;
 try {
   fresh = statSync(bundlePath).mtimeMs > newestSource(src);
 } catch {}
-if (fresh || (await buildServer())) await import(pathToFileURL(bundlePath).href);
+// A failed build (a read-only install, say) falls back to the sources, which report any error.
+if (fresh || (await buildServer().catch(() => false))) await import(pathToFileURL(bundlePath).href);
 else {
   const { register } = await import('tsx/esm/api');
   register();
