@@ -24,12 +24,12 @@ import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
 import { kindOf } from '../tracking/bounces/classify.ts';
 import { type BounceItem, recordBounces } from '../tracking/bounces/record.ts';
-import { insightsOrgs } from '../tracking/insights.ts';
+import { insightsOrgs } from '../tracking/hits/insights-switch.ts';
 import { messageTrackingTokens } from '../tracking/tokens.ts';
 import { addressDomain, mailbox, normaliseAddress, parseAddress } from './address.ts';
 import { type DkimKey, dkimSign } from './dkim.ts';
 import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
-import { fillTrackingSpots, markTrackingSpots, trackingMarkup } from './fast/fast-path.ts';
+import { fillTrackingSpots, markTrackingSpots, trackingBase, trackingMarkup } from './fast/fast-path.ts';
 import { buildMessage, type ListUnsubscribe } from './mime.ts';
 import { storeInOutbox } from './outbox.ts';
 import { loadRelays, type RelaySettings } from './relays.ts';
@@ -406,8 +406,8 @@ function contentOf(
   if (html && tracked) {
     const spots = markTrackingSpots(html, { clicks: true, opens: true });
     const tokens = messageTrackingTokens(deps.config.secret as string, m.id, spots.links.length + 1);
-    const base = `${deps.config.publicUrl.replace(/\/+$/, '')}/t/`;
-    html = fillTrackingSpots(spots.marked, trackingMarkup(base, tokens, spots.links.length));
+    const markup = trackingMarkup(trackingBase(deps.config.publicUrl), tokens, spots.links.length);
+    html = fillTrackingSpots(spots.marked, markup);
   }
   return { subject: m.subject, text, html, tracked };
 }

@@ -6,10 +6,16 @@ import {
   htmlEngine,
   textEngine,
 } from '../templates/index.ts';
-import { insightsOrgs } from '../tracking/insights.ts';
-import { messageTrackingTokens, trackingToken } from '../tracking/tokens.ts';
+import { insightsOrgs } from '../tracking/hits/insights-switch.ts';
+import { messageTrackingTokens } from '../tracking/tokens.ts';
 import type { DeliveryRenderer, DueMessage, RenderedParts } from './delivery.ts';
-import { compileMerge, markTrackingSpots, trackingMarkup } from './fast/fast-path.ts';
+import {
+  compileMerge,
+  markTrackingSpots,
+  trackingBase,
+  trackingMarkup,
+  unsubscribeLink,
+} from './fast/fast-path.ts';
 
 // Renders message rows queued without content (mass emails, follow-ups, autoresponders, workflow
 // emails) when the deliverer claims them: template versions parsed once per process (versions never
@@ -40,12 +46,6 @@ function mergersOf(v: { subject: string; html: string | null; text: string }): M
 const compiled = new Map<string, Mergers>(); // `${templateId}:${version}`
 // Bulk mail carries one-click unsubscribe (RFC 8058): an HTTPS URL with a signed opaque token.
 const BULK = new Set(['mass', 'autoresponder']);
-export const unsubscribeUrl = (deps: Deps, messageId: string) =>
-  `${deps.config.publicUrl}/u/${trackingToken(deps.config.secret as string, messageId, 'unsubscribe', 0)}`;
-const listUnsubscribeOf = (deps: Deps, messageId: string) => ({
-  url: unsubscribeUrl(deps, messageId),
-  post: true,
-});
 const MAX_COMPILED = 500;
 
 export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: DueMessage[]) => {
@@ -89,7 +89,7 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
 
   // Insights (opens and clicks) per org: on unless an admin turned them off.
   const insights = await insightsOrgs(deps, [...new Set(ready.map((r) => r.org_id))]);
-  const base = `${deps.config.publicUrl.replace(/\/+$/, '')}/t/`;
+  const base = trackingBase(deps.config.publicUrl);
 
   const modules = new Map(
     (
@@ -131,19 +131,27 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
       }
       try {
         const t = insights.has(r.org_id) ? c.tracked : null;
+        const bulk = BULK.has(r.kind);
+        // One derivation gives the message's unsubscribe, pixel and click tokens.
+        const tokens = t || bulk ? messageTrackingTokens(secret, r.id, (t?.linkCount ?? 0) + 1) : null;
         out.set(r.id, {
           subject: cleanSubject(c.subject(ctx)),
-          html: t
-            ? t.html(
-                ctx,
-                trackingMarkup(base, messageTrackingTokens(secret, r.id, t.linkCount + 1), t.linkCount),
-              )
-            : c.html
-              ? c.html(ctx)
-              : null,
+          html:
+            t && tokens
+              ? t.html(ctx, trackingMarkup(base, tokens, t.linkCount))
+              : c.html
+                ? c.html(ctx)
+                : null,
           tracked: !!t,
           text: c.text(ctx),
-          ...(BULK.has(r.kind) ? { listUnsubscribe: listUnsubscribeOf(deps, r.id) } : {}),
+          ...(bulk && tokens
+            ? {
+                listUnsubscribe: {
+                  url: unsubscribeLink(deps.config.publicUrl, tokens.unsubscribe),
+                  post: true,
+                },
+              }
+            : {}),
         });
       } catch (err) {
         out.set(r.id, new Error(`merge failed: ${(err as Error).message}`));

@@ -141,6 +141,12 @@ export function markTrackingSpots(
   return { marked: src, links };
 }
 
+/** Where the pixel (o/) and click (c/) endpoints are: `${publicUrl}/t/`. */
+export const trackingBase = (publicUrl: string) => `${publicUrl.replace(/\/+$/, '')}/t/`;
+/** A message's one-click unsubscribe URL (RFC 8058), from its unsubscribe token. */
+export const unsubscribeLink = (publicUrl: string, token: string) =>
+  `${publicUrl.replace(/\/+$/, '')}/u/${token}`;
+
 /**
  * What each mark becomes for one message: its click URLs (link i → /t/c/<token of i>), the hidden
  * trap link (token links.length) and the pixel. `base` is `${publicUrl}/t/`; `tokens` are the
@@ -288,7 +294,7 @@ export function prepareSend(input: PrepareSendInput): PreparedSend {
     links = spots.links;
     html = compile(htmlEngine, spots.marked);
   }
-  const base = `${input.publicUrl.replace(/\/+$/, '')}/t/`;
+  const base = trackingBase(input.publicUrl);
   if (!/^https?:\/\/[^\s"<>]+\/t\/$/.test(base)) throw invalid('publicUrl must be an http(s) URL');
   return {
     links,
@@ -390,7 +396,10 @@ export function buildBatch(
         date,
         crlf: true,
         listUnsubscribe: input.listUnsubscribe
-          ? { url: `${base.slice(0, -2)}u/${tokens.unsubscribe}`, post: input.listUnsubscribe.oneClick }
+          ? {
+              url: unsubscribeLink(input.publicUrl, tokens.unsubscribe),
+              post: input.listUnsubscribe.oneClick,
+            }
           : undefined,
       });
       out[i] = {

@@ -26,3 +26,15 @@ export async function setInsightsEnabled(deps: Deps, actor: Actor, enabled: bool
   deps.log.info({ org: actor.orgId, by: actor.userId, enabled }, 'insights switched');
   return o.insights_enabled;
 }
+
+/** Which of these orgs have Insights on: the sender tracks their HTML messages, the hit writer keeps their hits. */
+export async function insightsOrgs(deps: Pick<Deps, 'db'>, orgIds: readonly string[]): Promise<Set<string>> {
+  if (!orgIds.length) return new Set();
+  const rows = await deps.db
+    .selectFrom('orgs')
+    .select('id')
+    .where('id', 'in', [...orgIds])
+    .where('insights_enabled', '=', true)
+    .execute();
+  return new Set(rows.map((r) => r.id));
+}

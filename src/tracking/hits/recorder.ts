@@ -11,6 +11,7 @@ import { sql } from 'kysely';
 import type { Deps } from '../../deps.ts';
 import { type NewEmailEvent, recordEvents } from '../events.ts';
 import { BURST_MS, classifyHits, type Hit } from './classify.ts';
+import { insightsOrgs } from './insights-switch.ts';
 import type { MessageInfo, MessageInfoCache } from './message-info.ts';
 
 export interface RawHit {
@@ -221,15 +222,7 @@ export function createHitRecorder(
   async function write(hits: RawHit[]): Promise<void> {
     const infos = await cache.load(hits.map((h) => h.messageId));
     const orgs = [...new Set([...infos.values()].map((i) => i.orgId))];
-    const on = new Set(
-      orgs.length
-        ? (
-            await sql<{
-              id: string;
-            }>`SELECT id FROM orgs WHERE id = ANY(${orgs}::uuid[]) AND insights_enabled`.execute(deps.db)
-          ).rows.map((r) => r.id)
-        : [],
-    );
+    const on = await insightsOrgs(deps, orgs);
     const rows: {
       h: RawHit;
       info: MessageInfo;
