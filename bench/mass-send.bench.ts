@@ -17,7 +17,7 @@ import { addDkimKey } from '../src/sending/dkim-keys.ts';
 import { createMassEmail } from '../src/sending/mass.service.ts';
 import { launchDue } from '../src/sending/mass-launch.ts';
 import { saveRelay } from '../src/sending/relays.ts';
-import { benchDatabase, postgresCpuMs, timed } from './support.ts';
+import { benchDatabase, postgresCpuMs, processCpuMs, timed } from './support.ts';
 
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 100_000);
 const CONTACTS = Number(process.env.BENCH_CONTACTS ?? RECIPIENTS * 10);
@@ -195,7 +195,6 @@ try {
     },
   );
   const workerExit = new Promise<void>((r) => worker.once('exit', () => r()));
-  const proc = (what: string) => readFileSync(`/proc/${worker.pid}/${what}`, 'utf8');
   const sentCount = async () =>
     (
       await sql<{ n: number }>`SELECT count(*)::int AS n FROM messages
@@ -213,13 +212,10 @@ try {
     if (sinkNow.count - sink0.count >= queued) settled = (await sentCount()).n;
   }
   const doneAt = Date.now();
-  const status = proc('status');
+  const status = readFileSync(`/proc/${worker.pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
   const peakRss = kb('VmHWM') * 1024;
-  const stat = proc('stat')
-    .replace(/^.*\) /, '')
-    .split(' ');
-  const workerCpuMs = (Number(stat[11]) + Number(stat[12])) * 10;
+  const workerCpuMs = processCpuMs(worker.pid as number);
   const pg1 = await postgresCpuMs(deps);
   worker.kill('SIGTERM');
   await workerExit;

@@ -1,6 +1,7 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
 import { loadConfig } from '../src/config.ts';
@@ -73,34 +74,40 @@ export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   return [performance.now() - t, r];
 }
 
+/** /proc/<pid>/stat from the state field on: utime is [11], stime [12], cutime [13], cstime [14]. */
+const procStat = (pid: number) =>
+  readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
+/** USER_HZ = 100 on Linux: one tick is 10 ms. */
+const TICK_MS = 10;
+
+/** CPU time (ms) a live process on this machine has used so far (Linux). */
+export function processCpuMs(pid: number): number {
+  const s = procStat(pid);
+  return (Number(s[11]) + Number(s[12])) * TICK_MS;
+}
+
 /**
  * CPU time (ms) used so far by the PostgreSQL server behind `deps` (postmaster, its live processes,
  * and the ones that exited): read from /proc, so it only works for a server on this machine (Linux).
  */
 export async function postgresCpuMs(deps: Deps): Promise<number | null> {
-  const { readFileSync, readdirSync } = await import('node:fs');
-  const { sql } = await import('kysely');
   try {
     const dir = (await sql<{ d: string }>`SELECT current_setting('data_directory') AS d`.execute(deps.db))
       .rows[0].d;
     const postmaster = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const tick = 10; // USER_HZ = 100 on Linux: one tick is 10 ms
-    const stat = (pid: number) =>
-      readFileSync(`/proc/${pid}/stat`, 'utf8')
-        .replace(/^.*\) /, '')
-        .split(' ');
-    const p = stat(postmaster); // fields from state (3rd) on: utime 14, stime 15, cutime 16, cstime 17 → 11..14 here
-    let ticks = Number(p[11]) + Number(p[12]) + Number(p[13]) + Number(p[14]);
+    const p = procStat(postmaster); // its own time and that of children it has reaped
+    let ms = (Number(p[13]) + Number(p[14])) * TICK_MS + processCpuMs(postmaster);
     for (const d of readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
       try {
-        const s = stat(Number(d));
-        if (Number(s[1]) === postmaster) ticks += Number(s[11]) + Number(s[12]);
+        if (Number(procStat(Number(d))[1]) === postmaster) ms += processCpuMs(Number(d));
       } catch {
         // exited meanwhile
       }
     }
-    return ticks * tick;
+    return ms;
   } catch {
     return null;
   }
