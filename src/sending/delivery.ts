@@ -22,7 +22,7 @@ import type { Db } from '../db/pool.ts';
 import type { MessageKind, MessageStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
-import { kindOf } from '../tracking/bounces/classify.ts';
+import { enhancedCode, kindOf } from '../tracking/bounces/classify.ts';
 import { type BounceItem, recordBounces } from '../tracking/bounces/record.ts';
 import { insightsOrgs } from '../tracking/hits/insights-switch.ts';
 import { messageTrackingTokens } from '../tracking/tokens.ts';
@@ -58,7 +58,6 @@ const FLUSH_AFTER_MS = 250;
 /** Batches of at least this many signed messages go to the worker-thread pool; fewer are signed inline. */
 const POOL_MIN = 32;
 const AFTER_DATA = new Set(['DATA', 'END']);
-const ENHANCED_STATUS = /\b5\.\d{1,3}\.\d{1,3}\b/;
 
 export interface DeliveryCounts {
   claimed: number;
@@ -247,7 +246,8 @@ class ResultWriter {
     }
     this.counts[status as 'sent' | 'deferred' | 'failed' | 'unknown']++;
     const stage = o.error?.command;
-    const enhanced = ENHANCED_STATUS.exec(o.response)?.[0] ?? '';
+    const code = enhancedCode(o.response);
+    const enhanced = code.startsWith('5') ? code : '';
     // A 5xx to RCPT is about the address; after DATA only when an enhanced code says what it is.
     if (
       o.status === 'failed' &&

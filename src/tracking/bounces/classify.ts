@@ -40,6 +40,15 @@ const ORIGINAL_COPY =
 const AUTO_REPLY =
   /^(auto(matic)? ?reply|automatische antwort|réponse automatique|respuesta automática|risposta automatica|out of (the )?office|abwesenheit|absence|vacation|away from)/i;
 
+/** The first RFC 3463 enhanced status code (e.g. 5.1.1) in any of the texts, '' when none has one. */
+export const enhancedCode = (...texts: (string | undefined | null)[]) => {
+  for (const t of texts) {
+    const m = t ? ENHANCED.exec(t) : null;
+    if (m) return m[0];
+  }
+  return '';
+};
+
 /** RFC 3463 class and subject, refined by the diagnostic text where the code is vague. */
 export function kindOf(status: string, text: string): BounceKind {
   const m = ENHANCED.exec(status);

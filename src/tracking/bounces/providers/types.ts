@@ -43,15 +43,7 @@ export function parseJson(body: Buffer): unknown {
   }
 }
 
-const ENHANCED = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/;
-/** The RFC 3463 code in a provider's status or diagnostic text, '' when none. */
-export const enhancedCode = (...texts: (string | undefined | null)[]) => {
-  for (const t of texts) {
-    const m = t ? ENHANCED.exec(t) : null;
-    if (m) return m[0];
-  }
-  return '';
-};
+export { enhancedCode } from '../classify.ts';
 
 export const str = (v: unknown): string =>
   typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
