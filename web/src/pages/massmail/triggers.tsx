@@ -252,12 +252,7 @@ function TriggerEditor({ massId, module }: { massId: string; module: string }) {
                         >
                           {t('triggers.remove')}
                         </button>
-                        <RowError
-                          message={Object.entries(errors)
-                            .filter(([k]) => k.startsWith(base))
-                            .map(([, m]) => m)
-                            .join('; ')}
-                        />
+                        <RowError message={errorsUnder(errors, base)} />
                       </div>
                     );
                   })}
@@ -323,12 +318,7 @@ function TriggerEditor({ massId, module }: { massId: string; module: string }) {
                         >
                           {t('triggers.remove')}
                         </button>
-                        <RowError
-                          message={Object.entries(errors)
-                            .filter(([k]) => k.startsWith(base))
-                            .map(([, m]) => m)
-                            .join('; ')}
-                        />
+                        <RowError message={errorsUnder(errors, base)} />
                       </div>
                     );
                   })}
@@ -371,6 +361,14 @@ function TriggerEditor({ massId, module }: { massId: string; module: string }) {
       )}
     </form>
   );
+}
+
+/** Every message about a row (its fields' paths start with the row's). */
+function errorsUnder(errors: Record<string, string>, base: string): string {
+  return Object.entries(errors)
+    .filter(([k]) => k.startsWith(base))
+    .map(([, m]) => m)
+    .join('; ');
 }
 
 function RowError({ message }: { message?: string }) {
