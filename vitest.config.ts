@@ -7,6 +7,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    // One file at a time: the files share one database, and the workers their apps start (hit
+    // judging, trigger actions, webhooks, the mass scheduler) act on every org's rows, so files
+    // running together made each other's timing-sensitive tests flaky on 2 cores.
+    fileParallelism: false,
   },
 });
