@@ -576,6 +576,109 @@ export interface DeliveryHandoversTable {
   message_ids: string[];
 }
 
+export interface MailboxAccountsTable {
+  id: Generated<string>;
+  org_id: string;
+  user_id: string;
+  protocol: 'imap' | 'pop3';
+  host: string;
+  port: number;
+  security: RelaySecurity;
+  username: string;
+  auth: Generated<'password' | 'oauth2'>;
+  secret_enc: string;
+  email_address: string;
+  backfill_days: Generated<number>;
+  shared: Generated<boolean>;
+  state: Generated<'active' | 'paused'>;
+  error_code: string | null;
+  error_message: string | null;
+  error_at: Timestamp | null;
+  failures: Generated<number>;
+  backfill_done: Generated<boolean>;
+  last_sync_at: Timestamp | null;
+  next_sync_at: DefaultTimestamp;
+  lease_owner: string | null;
+  lease_until: Timestamp | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface MailboxFoldersTable {
+  account_id: string;
+  path: string;
+  role: 'inbox' | 'sent';
+  // int8 comes back as a JS number (db/pool.ts); UIDs and mod-sequences fit in practice.
+  uidvalidity: ColumnType<number | null, number | null | undefined, number | null>;
+  uidnext: ColumnType<number | null, number | null | undefined, number | null>;
+  highest_modseq: ColumnType<number | null, number | null | undefined, number | null>;
+  last_uid: Generated<number>;
+  synced_at: Timestamp | null;
+}
+
+export interface MailAddress {
+  address: string;
+  name?: string | null;
+}
+export interface MailMessagesTable {
+  id: Generated<string>;
+  org_id: string;
+  message_key: string;
+  message_id_header: string | null;
+  in_reply_to: string | null;
+  references: ColumnType<string[], string[] | undefined, string[]>;
+  thread_id: string;
+  subject: Generated<string>;
+  from_address: string | null;
+  from_name: string | null;
+  to_addresses: Generated<Json<MailAddress[]>>;
+  cc_addresses: Generated<Json<MailAddress[]>>;
+  participants: ColumnType<string[], string[] | undefined, string[]>;
+  date: Timestamp;
+  text_body: string | null;
+  html_body: string | null;
+  snippet: Generated<string>;
+  has_attachments: Generated<boolean>;
+  size: number | null;
+  source: 'imap' | 'pop3' | 'dropbox';
+  created_at: DefaultTimestamp;
+}
+
+export interface MailAttachmentsTable {
+  id: Generated<string>;
+  org_id: string;
+  mail_id: string;
+  idx: number;
+  filename: string | null;
+  content_type: Generated<string>;
+  size: number | null;
+  content_id: string | null;
+  part: string | null;
+  content: Buffer | null;
+}
+
+export interface MailLocationsTable {
+  id: Generated<string>;
+  org_id: string;
+  mail_id: string;
+  account_id: string;
+  user_id: string;
+  folder: string;
+  uid: ColumnType<number | null, number | null | undefined, number | null>;
+  uidl: string | null;
+  direction: 'in' | 'out';
+  seen: Generated<boolean>;
+  date: Timestamp;
+}
+
+export interface MailRecordLinksTable {
+  mail_id: string;
+  record_id: string;
+  org_id: string;
+  module_id: string;
+  role: 'from' | 'to' | 'cc';
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -614,4 +717,10 @@ export interface DB {
   suppression_history: SuppressionHistoryTable;
   admin_alerts: AdminAlertsTable;
   bounce_webhooks: BounceWebhooksTable;
+  mailbox_accounts: MailboxAccountsTable;
+  mailbox_folders: MailboxFoldersTable;
+  mail_messages: MailMessagesTable;
+  mail_attachments: MailAttachmentsTable;
+  mail_locations: MailLocationsTable;
+  mail_record_links: MailRecordLinksTable;
 }
