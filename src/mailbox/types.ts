@@ -52,4 +52,12 @@ export interface IngestItem {
   mail: MailInput;
   source: 'imap' | 'pop3' | 'dropbox';
   location: MailLocationInput | null;
+  /** false: store only, link to no record (BCC dropbox mail from an unverified sender). Default true. */
+  link?: boolean;
+}
+
+/** ingestMail(deps, orgId, items) answers, in the order of items, the stored email's id and
+ * whether this call created it (false: an earlier copy, from any mailbox, already had it). */
+export interface IngestResult {
+  mails: { id: string; created: boolean }[];
 }
