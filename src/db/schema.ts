@@ -679,6 +679,87 @@ export interface MailRecordLinksTable {
   role: 'from' | 'to' | 'cc';
 }
 
+// SalesInbox (migration 0012).
+export type LabelColour =
+  | 'gray'
+  | 'red'
+  | 'orange'
+  | 'yellow'
+  | 'green'
+  | 'teal'
+  | 'blue'
+  | 'purple'
+  | 'pink';
+export interface MailLabelsTable {
+  id: Generated<string>;
+  org_id: string;
+  user_id: string;
+  name: string;
+  colour: LabelColour;
+  created_at: DefaultTimestamp;
+}
+
+export interface MailLabelAssignmentsTable {
+  label_id: string;
+  mail_id: string;
+  org_id: string;
+  user_id: string;
+  created_at: DefaultTimestamp;
+}
+
+export type WatchState = 'waiting' | 'replied' | 'reminded' | 'cancelled';
+export interface ResponseWatchesTable {
+  id: Generated<string>;
+  org_id: string;
+  user_id: string;
+  mail_id: string | null;
+  message_id: string | null;
+  message_id_header: string;
+  subject: Generated<string>;
+  record_id: string | null;
+  module_id: string | null;
+  due_at: Timestamp;
+  state: Generated<WatchState>;
+  replied_at: Timestamp | null;
+  reminded_at: Timestamp | null;
+  task_id: string | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface NotificationsTable {
+  id: Generated<string>;
+  org_id: string;
+  user_id: string;
+  kind: string;
+  title: string;
+  body: Generated<string>;
+  link: string | null;
+  created_at: DefaultTimestamp;
+  read_at: Timestamp | null;
+}
+
+export interface MailLeadRulesTable {
+  id: Generated<string>;
+  org_id: string;
+  user_id: string | null;
+  module: 'leads' | 'contacts';
+  match: 'domain' | 'keyword' | 'folder';
+  match_values: string[];
+  active: Generated<boolean>;
+  created_by: string | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface MailLeadRuleAddsTable {
+  org_id: string;
+  address: string;
+  rule_id: string | null;
+  record_id: string | null;
+  created_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -723,4 +804,10 @@ export interface DB {
   mail_attachments: MailAttachmentsTable;
   mail_locations: MailLocationsTable;
   mail_record_links: MailRecordLinksTable;
+  mail_labels: MailLabelsTable;
+  mail_label_assignments: MailLabelAssignmentsTable;
+  response_watches: ResponseWatchesTable;
+  notifications: NotificationsTable;
+  mail_lead_rules: MailLeadRulesTable;
+  mail_lead_rule_adds: MailLeadRuleAddsTable;
 }
