@@ -28,6 +28,11 @@ export const configSchema = z.object({
   // The inbound SMTP listener for bounces to VERP return paths; off unless a port is set.
   PARLEY_BOUNCE_SMTP_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   PARLEY_BOUNCE_SMTP_HOST: z.string().default('0.0.0.0'),
+  // The domain of BCC dropbox addresses (dropbox-<token>@this): its MX is the inbound listener.
+  PARLEY_INBOUND_DOMAIN: z
+    .string()
+    .regex(/^[a-z0-9.-]+$/i)
+    .optional(),
   // Lets outgoing webhooks reach loopback/private addresses and plain http (tests, closed networks).
   PARLEY_WEBHOOKS_ALLOW_PRIVATE: bool.optional(),
 });
@@ -51,6 +56,7 @@ export interface Config {
   deliveryLifetimeHours: number;
   bounceSmtpPort?: number;
   bounceSmtpHost: string;
+  inboundDomain: string;
   webhooksAllowPrivate: boolean;
 }
 
@@ -94,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     deliveryLifetimeHours: c.PARLEY_DELIVERY_LIFETIME_HOURS,
     bounceSmtpPort: c.PARLEY_BOUNCE_SMTP_PORT,
     bounceSmtpHost: c.PARLEY_BOUNCE_SMTP_HOST,
+    inboundDomain: (c.PARLEY_INBOUND_DOMAIN ?? new URL(publicUrl).hostname).toLowerCase(),
     webhooksAllowPrivate: c.PARLEY_WEBHOOKS_ALLOW_PRIVATE ?? false,
     ...overrides,
   };

@@ -760,6 +760,51 @@ export interface MailLeadRuleAddsTable {
   created_at: DefaultTimestamp;
 }
 
+export interface DropboxAddressesTable {
+  org_id: string;
+  token_hash: string;
+  token_enc: string;
+  created_by: string | null;
+  created_at: DefaultTimestamp;
+}
+
+export interface DropboxSendersTable {
+  id: Generated<string>;
+  org_id: string;
+  email: string;
+  user_id: string | null;
+  verify_token_hash: string | null;
+  verify_sent_at: Timestamp | null;
+  verified_at: Timestamp | null;
+  created_by: string | null;
+  created_at: DefaultTimestamp;
+}
+
+export type DropboxItemState = 'attached' | 'unmatched' | 'discarded';
+export type DropboxUnmatchedReason = 'unverified_sender' | 'no_record';
+export interface DropboxItemsTable {
+  id: Generated<string>;
+  org_id: string;
+  mail_id: string | null;
+  envelope_from: Generated<string>;
+  from_address: string | null;
+  from_name: string | null;
+  subject: Generated<string>;
+  date: Timestamp;
+  remote_ip: string | null;
+  helo: string | null;
+  spf: string;
+  spf_detail: string | null;
+  dkim: string;
+  dkim_domain: string | null;
+  dkim_detail: string | null;
+  state: DropboxItemState;
+  reason: DropboxUnmatchedReason | null;
+  received_at: DefaultTimestamp;
+  resolved_by: string | null;
+  resolved_at: Timestamp | null;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -810,4 +855,7 @@ export interface DB {
   notifications: NotificationsTable;
   mail_lead_rules: MailLeadRulesTable;
   mail_lead_rule_adds: MailLeadRuleAddsTable;
+  dropbox_addresses: DropboxAddressesTable;
+  dropbox_senders: DropboxSendersTable;
+  dropbox_items: DropboxItemsTable;
 }
