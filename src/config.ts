@@ -35,6 +35,8 @@ export const configSchema = z.object({
     .optional(),
   // Lets outgoing webhooks reach loopback/private addresses and plain http (tests, closed networks).
   PARLEY_WEBHOOKS_ALLOW_PRIVATE: bool.optional(),
+  // Seconds between syncs of a connected mailbox (also the full re-sync of one held in IMAP IDLE).
+  PARLEY_MAILBOX_POLL_SECONDS: z.coerce.number().int().min(10).max(86_400).default(120),
 });
 
 export type RawConfig = z.infer<typeof configSchema>;
@@ -58,6 +60,7 @@ export interface Config {
   bounceSmtpHost: string;
   inboundDomain: string;
   webhooksAllowPrivate: boolean;
+  mailboxPollSeconds: number;
 }
 
 /** The data folder when none is configured: one that both root and ordinary users can use. */
@@ -102,6 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     bounceSmtpHost: c.PARLEY_BOUNCE_SMTP_HOST,
     inboundDomain: (c.PARLEY_INBOUND_DOMAIN ?? new URL(publicUrl).hostname).toLowerCase(),
     webhooksAllowPrivate: c.PARLEY_WEBHOOKS_ALLOW_PRIVATE ?? false,
+    mailboxPollSeconds: c.PARLEY_MAILBOX_POLL_SECONDS,
     ...overrides,
   };
 }
