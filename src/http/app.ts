@@ -23,6 +23,7 @@ import { feedRoutes } from './routes/feed.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
+import { reportPageRoutes } from './routes/report-pages.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
 import { trackingEndpoints, trackingRoutes } from './routes/tracking.routes.ts';
 import { triggerRoutes } from './routes/triggers.routes.ts';
@@ -118,6 +119,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   bounceRoutes(app, deps);
   webhookRoutes(app, deps);
   triggerRoutes(app, deps);
+  reportPageRoutes(app, deps);
   trackingRoutes(app, deps, tracking);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));

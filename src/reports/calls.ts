@@ -1,0 +1,213 @@
+// Email & Calls Analytics (F5.2): emails sent, received and replied, and calls by their kind, per
+// period (day, week, month or year in the user's time zone), per user, or both. Calls are few, so
+// this is one grouped query over the raw rows.
+//
+// The Calls module (src/crm/catalog.ts) has a Call Type (Outbound, Inbound, Missed) and a Call
+// Result, but no "attended" flag, so attendance is derived: an outbound call is unattended when
+// its result says nobody answered (No Response, Busy, Invalid Number), or it has no result and
+// no duration; otherwise attended. Inbound calls are "received", Missed calls "missed".
+
+import { type RawBuilder, sql } from 'kysely';
+import { type Actor, can } from '../crm/access.ts';
+import type { Deps } from '../deps.ts';
+import { invalid } from '../errors.ts';
+
+export const GROUP_BYS = ['day', 'week', 'month', 'year'] as const;
+export type GroupBy = (typeof GROUP_BYS)[number];
+export const BYS = ['date', 'user', 'both'] as const;
+export type By = (typeof BYS)[number];
+
+/** Call results that mean an outbound call was not answered. */
+export const UNANSWERED_RESULTS = ['No Response', 'Busy', 'Invalid Number'];
+
+export interface EmailCallsCounts {
+  sent: number;
+  received: number;
+  replied: number;
+  dialledAttended: number;
+  dialledUnattended: number;
+  callsReceived: number;
+  callsMissed: number;
+  callMinutes: number;
+}
+
+export interface EmailCallsRow extends EmailCallsCounts {
+  /** First day of the period ('YYYY-MM-DD', in the user's time zone); null when by = user. */
+  period: string | null;
+  /** null when by = date (or for activity of no user). */
+  userId: string | null;
+  userName: string | null;
+}
+
+export interface EmailCallsReport {
+  from: string;
+  to: string;
+  groupBy: GroupBy;
+  by: By;
+  timeZone: string;
+  /** Whether the caller may read the Calls module (calls are 0 otherwise). */
+  calls: boolean;
+  summary: EmailCallsCounts;
+  rows: EmailCallsRow[];
+}
+
+const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
+
+/** Checks a from/to date pair ('YYYY-MM-DD', inclusive) and bounds it to five years. */
+export function checkRange(from: string, to: string): void {
+  for (const [k, v] of [
+    ['from', from],
+    ['to', to],
+  ] as const)
+    if (!DATE_RE.test(v) || Number.isNaN(Date.parse(`${v}T00:00:00Z`)))
+      throw invalid(`${k} must be a date (YYYY-MM-DD)`, [{ path: k, message: 'not a date' }]);
+  if (from > to) throw invalid('from must not be after to', [{ path: 'from', message: 'after to' }]);
+  if (Date.parse(to) - Date.parse(from) > 5 * 366 * 86_400_000)
+    throw invalid('The range may span at most five years', [{ path: 'to', message: 'too far' }]);
+}
+
+/** The ids of the org's modules the actor may read (every module for admins). */
+export async function readableModuleIds(deps: Deps, actor: Actor): Promise<string[]> {
+  const mods = await deps.db
+    .selectFrom('modules')
+    .select(['id', 'api_name'])
+    .where('org_id', '=', actor.orgId)
+    .execute();
+  return mods.filter((m) => can(actor, m.api_name, 'read')).map((m) => m.id);
+}
+
+/** `[from 00:00, to+1 00:00)` in the time zone, as SQL timestamptz expressions. */
+export function rangeSql(from: string, to: string, tz: string) {
+  return {
+    lo: sql`((${from}::date)::timestamp AT TIME ZONE ${tz}::text)`,
+    hi: sql`((${to}::date + 1)::timestamp AT TIME ZONE ${tz}::text)`,
+  };
+}
+
+export async function emailCallsReport(
+  deps: Deps,
+  actor: Actor,
+  q: { from: string; to: string; groupBy: GroupBy; by: By },
+): Promise<EmailCallsReport> {
+  checkRange(q.from, q.to);
+  const tz = actor.timeZone || 'UTC';
+  const { lo, hi } = rangeSql(q.from, q.to, tz);
+  const modIds = actor.isAdmin ? null : await readableModuleIds(deps, actor);
+  // Non-admins see email activity of records in modules they may read.
+  const msgScope = (col: RawBuilder<unknown>) =>
+    modIds === null ? sql`TRUE` : sql`${col} = ANY(${modIds}::uuid[])`;
+  const callsModule = await deps.db
+    .selectFrom('modules')
+    .select(['id'])
+    .where('org_id', '=', actor.orgId)
+    .where('api_name', '=', 'calls')
+    .executeTakeFirst();
+  const calls = !!callsModule && can(actor, 'calls', 'read');
+  const callStart = sql`CASE WHEN r.data->>'call_start_time' ~ '^\\d{4}-\\d{2}-\\d{2}T'
+    THEN (r.data->>'call_start_time')::timestamptz ELSE r.created_at END`;
+  const duration = sql`CASE WHEN jsonb_typeof(r.data->'call_duration_seconds') = 'number'
+    THEN (r.data->>'call_duration_seconds')::numeric ELSE 0 END`;
+  const callKind = sql`CASE r.data->>'call_type'
+    WHEN 'Inbound' THEN 'call_received'
+    WHEN 'Missed' THEN 'call_missed'
+    WHEN 'Outbound' THEN CASE
+      WHEN r.data->>'call_result' = ANY(${UNANSWERED_RESULTS}::text[]) THEN 'dialled_unattended'
+      WHEN r.data->>'call_result' IS NULL AND ${duration} = 0 THEN 'dialled_unattended'
+      ELSE 'dialled_attended' END
+    END`;
+  const callsPart = calls
+    ? sql`UNION ALL
+      SELECT c.user_id, c.at, c.k, c.secs FROM (
+        SELECT r.owner_id AS user_id, ${callStart} AS at, ${callKind} AS k, ${duration} AS secs
+        FROM records r WHERE r.org_id = ${actor.orgId} AND r.module_id = ${callsModule.id}
+      ) c WHERE c.at >= ${lo} AND c.at < ${hi} AND c.k IS NOT NULL`
+    : sql``;
+  const period =
+    q.by === 'user'
+      ? sql`NULL::text`
+      : sql`to_char(date_trunc(${q.groupBy}::text, a.at AT TIME ZONE ${tz}::text), 'YYYY-MM-DD')`;
+  const user = q.by === 'date' ? sql`NULL::uuid` : sql`a.user_id`;
+  const rows = (
+    await sql<{
+      period: string | null;
+      user_id: string | null;
+      user_name: string | null;
+      sent: number;
+      received: number;
+      replied: number;
+      dialled_attended: number;
+      dialled_unattended: number;
+      calls_received: number;
+      calls_missed: number;
+      call_seconds: string;
+    }>`
+    WITH a AS (
+      SELECT m.sender_id AS user_id, m.sent_at AS at, 'sent' AS k, 0::numeric AS secs FROM messages m
+      WHERE m.org_id = ${actor.orgId} AND m.kind NOT IN ('system', 'test')
+        AND m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${msgScope(sql`m.module_id`)}
+      UNION ALL
+      SELECT m.sender_id, m.replied_at, 'replied', 0 FROM messages m
+      WHERE m.org_id = ${actor.orgId} AND m.kind NOT IN ('system', 'test')
+        AND m.replied_at >= ${lo} AND m.replied_at < ${hi} AND ${msgScope(sql`m.module_id`)}
+      UNION ALL
+      SELECT r.owner_id, e.at, 'received', 0 FROM email_events e LEFT JOIN records r ON r.id = e.record_id
+      WHERE e.org_id = ${actor.orgId} AND e.kind = 'received'
+        AND e.at >= ${lo} AND e.at < ${hi} AND ${msgScope(sql`r.module_id`)}
+      ${callsPart}
+    ), g AS (
+      SELECT ${period} AS period, ${user} AS user_id,
+        count(*) FILTER (WHERE k = 'sent')::int AS sent,
+        count(*) FILTER (WHERE k = 'received')::int AS received,
+        count(*) FILTER (WHERE k = 'replied')::int AS replied,
+        count(*) FILTER (WHERE k = 'dialled_attended')::int AS dialled_attended,
+        count(*) FILTER (WHERE k = 'dialled_unattended')::int AS dialled_unattended,
+        count(*) FILTER (WHERE k = 'call_received')::int AS calls_received,
+        count(*) FILTER (WHERE k = 'call_missed')::int AS calls_missed,
+        coalesce(sum(secs), 0)::text AS call_seconds
+      FROM a GROUP BY 1, 2
+    )
+    SELECT g.*, u.name AS user_name FROM g LEFT JOIN users u ON u.id = g.user_id AND u.org_id = ${actor.orgId}
+    ORDER BY g.period NULLS FIRST, u.name NULLS LAST, g.user_id`.execute(deps.db)
+  ).rows;
+  const out: EmailCallsRow[] = rows.map((r) => ({
+    period: r.period,
+    userId: r.user_id,
+    userName: r.user_name,
+    sent: r.sent,
+    received: r.received,
+    replied: r.replied,
+    dialledAttended: r.dialled_attended,
+    dialledUnattended: r.dialled_unattended,
+    callsReceived: r.calls_received,
+    callsMissed: r.calls_missed,
+    callMinutes: Math.round((Number(r.call_seconds) / 60) * 10) / 10,
+  }));
+  const summary: EmailCallsCounts = {
+    sent: 0,
+    received: 0,
+    replied: 0,
+    dialledAttended: 0,
+    dialledUnattended: 0,
+    callsReceived: 0,
+    callsMissed: 0,
+    callMinutes: 0,
+  };
+  let seconds = 0;
+  for (const r of rows) seconds += Number(r.call_seconds);
+  for (const r of out)
+    for (const k of Object.keys(summary) as (keyof EmailCallsCounts)[])
+      if (k !== 'callMinutes') summary[k] += r[k];
+  summary.callMinutes = Math.round((seconds / 60) * 10) / 10;
+  return { from: q.from, to: q.to, groupBy: q.groupBy, by: q.by, timeZone: tz, calls, summary, rows: out };
+}
+
+export const EMAIL_CALLS_COLUMNS = [
+  'sent',
+  'received',
+  'replied',
+  'dialledAttended',
+  'dialledUnattended',
+  'callsReceived',
+  'callsMissed',
+  'callMinutes',
+] as const satisfies readonly (keyof EmailCallsCounts)[];
