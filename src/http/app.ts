@@ -20,6 +20,7 @@ import { automationRoutes } from './routes/automation.routes.ts';
 import { bounceRoutes } from './routes/bounces.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
 import { feedRoutes } from './routes/feed.routes.ts';
+import { inboxRoutes } from './routes/inbox.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
@@ -113,6 +114,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   massRoutes(app, deps);
   automationRoutes(app, deps);
   individualRoutes(app, deps);
+  inboxRoutes(app, deps);
   feedRoutes(app, deps);
   unsubscribeRoutes(app, deps);
   templateRoutes(app, deps);

@@ -1,6 +1,7 @@
 import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
+import { startResponseWatchWorker } from '../mailbox/inbox/watches.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 import { startMassScheduler } from '../sending/mass.jobs.ts';
 import { renderTemplateRows } from '../sending/render-rows.ts';
@@ -43,6 +44,8 @@ export async function startWorker(
   // Outgoing webhooks and trigger actions follow the email events feed (NOTIFY, then polling).
   const webhooks = startWebhookDispatcher(deps, { connectionString, isStopping });
   const triggers = startTriggerWorker(deps, { connectionString, isStopping });
+  // ResponseWatch: reminders when a watched sent email got no reply in time.
+  const watches = startResponseWatchWorker(deps, { connectionString, isStopping });
   return {
     boss,
     delivery,
@@ -50,6 +53,7 @@ export async function startWorker(
       await mass.stop();
       await webhooks.stop();
       await triggers.stop();
+      await watches.stop();
       await delivery.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });
     },
