@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actorForUser, createRecord } from '../src/crm/index.ts';
-import { ingestMail } from '../src/mailbox/ingest.ts';
+import { ingestMail, snippetOf } from '../src/mailbox/ingest.ts';
 import { linkMails } from '../src/mailbox/links.ts';
 import { mailInputFromRaw } from '../src/mailbox/parse.ts';
 import type { MailLocationInput } from '../src/mailbox/types.ts';
@@ -155,6 +155,21 @@ describe('parse', () => {
     const m = await mailInputFromRaw(raw);
     expect(m.date.getTime()).toBeGreaterThanOrEqual(before - 1000);
     expect(m.messageId).toBeNull();
+  });
+});
+
+describe('snippet', () => {
+  it('is the start of the visible text, from the text part or else the HTML', () => {
+    expect(snippetOf({ text: '  Hi\n\n there ', html: '<p>ignored</p>' })).toBe('Hi there');
+    expect(
+      snippetOf({
+        text: null,
+        html: '<html><head><title>T</title><style>p{}</style></head><body><!-- c --><p>Caf&eacute; &amp; tea&nbsp;&#8212;&#x21;</p><script>x</script></body></html>',
+      }),
+    ).toBe('Caf&eacute; & tea —!');
+    const long = snippetOf({ text: 'word '.repeat(100), html: null });
+    expect(long.length).toBe(200);
+    expect(long.endsWith('…')).toBe(true);
   });
 });
 
