@@ -5,6 +5,7 @@ import { actorForUser, createRecord } from '../src/crm/index.ts';
 import { ingestMail, snippetOf } from '../src/mailbox/ingest.ts';
 import { linkMails } from '../src/mailbox/links.ts';
 import { mailInputFromRaw } from '../src/mailbox/parse.ts';
+import { normalizeSubject, SUBJECT_PREFIX } from '../src/mailbox/threading.ts';
 import type { MailLocationInput } from '../src/mailbox/types.ts';
 import { suppress } from '../src/tracking/bounces/suppression.ts';
 import { createTestOrg, type TestOrg, testDeps } from './support/app.ts';
@@ -170,6 +171,23 @@ describe('snippet', () => {
     const long = snippetOf({ text: 'word '.repeat(100), html: null });
     expect(long.length).toBe(200);
     expect(long.endsWith('…')).toBe(true);
+  });
+});
+
+describe('subject normalisation in PostgreSQL', () => {
+  it('matches the JavaScript one (ingest finds same-subject candidates in SQL)', async () => {
+    const subjects = [
+      'Re: Pricing',
+      'RE[2]: AW: Fwd:  Pricing ',
+      'Re: [EXT] Pricing',
+      'Results: Q3',
+      'Rif:Antw: x\ty',
+      'Re:',
+    ];
+    const r = await sql<{ s: string }>`
+      SELECT lower(trim(regexp_replace(regexp_replace(s, ${SUBJECT_PREFIX}, '', 'i'), '[[:space:]]+', ' ', 'g'))) AS s
+      FROM unnest(${subjects}::text[]) WITH ORDINALITY AS x(s, n) ORDER BY n`.execute(deps.db);
+    expect(r.rows.map((x) => x.s)).toEqual(subjects.map(normalizeSubject));
   });
 });
 
