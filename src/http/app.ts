@@ -19,6 +19,7 @@ import { authRoutes } from './routes/auth.routes.ts';
 import { automationRoutes } from './routes/automation.routes.ts';
 import { bounceRoutes } from './routes/bounces.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
+import { dropboxRoutes } from './routes/dropbox.routes.ts';
 import { feedRoutes } from './routes/feed.routes.ts';
 import { inboxRoutes } from './routes/inbox.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
@@ -122,6 +123,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   webhookRoutes(app, deps);
   triggerRoutes(app, deps);
   reportPageRoutes(app, deps);
+  dropboxRoutes(app, deps);
   trackingRoutes(app, deps, tracking);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));

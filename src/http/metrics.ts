@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { dropboxInbound } from '../mailbox/dropbox/metrics.ts';
 import { bounceMetrics } from '../tracking/bounces/metrics.ts';
 
 /** Prometheus metrics at /metrics: process defaults plus request latency by route and status. */
@@ -7,6 +8,7 @@ export function registerMetrics(app: FastifyInstance) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'parley_' });
   for (const m of bounceMetrics) registry.registerMetric(m);
+  registry.registerMetric(dropboxInbound);
   const duration = new Histogram({
     name: 'parley_http_request_duration_seconds',
     help: 'HTTP request duration by route, method and status',

@@ -1,6 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import type { Deps } from '../../deps.ts';
+import { dropboxToken, looksLikeDropbox, orgOfToken } from '../../mailbox/dropbox/address.ts';
+import type { Resolver } from '../../mailbox/dropbox/authentication.ts';
+import { dropboxInbound } from '../../mailbox/dropbox/metrics.ts';
+import { deliverToDropbox } from '../../mailbox/dropbox/receive.ts';
 import { parseVerp } from '../../sending/verp.ts';
 import { type BounceResult, classifyBounce } from './classify.ts';
 import { inboundBounces } from './metrics.ts';
@@ -14,6 +18,8 @@ import { type BounceItem, type RecordedBounces, recordBounces } from './record.t
 // Feedback loops (Yahoo, Microsoft JMRP, …) send ARF complaints to one registered address rather
 // than to the return path: `fbl@` the return-path domain is accepted too, and a complaint there
 // counts only for the messages whose VERP return path, quoted in the report, verifies.
+// The same listener receives the BCC dropbox (src/mailbox/dropbox/): dropbox-<token>@any domain is
+// accepted when the token is an org's current one, and such mail is stored before the 250.
 
 export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
 const MAX_RECIPIENTS = 50;
@@ -105,7 +111,8 @@ export async function handleInbound(
 /** Starts the listener; port 0 picks a free port (tests). */
 export async function startBounceListener(
   deps: Deps,
-  opts: { port: number; host: string; maxBytes?: number },
+  /** resolver: DNS for the dropbox's SPF and DKIM checks (tests); the system's by default. */
+  opts: { port: number; host: string; maxBytes?: number; resolver?: Resolver },
 ): Promise<BounceListener> {
   const secret = deps.config.secret;
   if (!secret)
@@ -120,6 +127,24 @@ export async function startBounceListener(
     socketTimeout: 60_000,
     logger: false,
     onRcptTo(address, session, cb) {
+      if (looksLikeDropbox(address.address)) {
+        if (session.envelope.rcptTo.length >= MAX_RECIPIENTS)
+          return cb(smtpError(452, '4.5.3 Too many recipients'));
+        const token = dropboxToken(address.address);
+        (token ? orgOfToken(deps, token) : Promise.resolve(null)).then(
+          (orgId) => {
+            if (orgId) return cb();
+            dropboxInbound.inc({ outcome: 'refused' });
+            deps.log.warn(
+              { remote: session.remoteAddress },
+              'bounce listener: unknown dropbox address refused',
+            );
+            cb(smtpError(550, '5.1.1 No such mailbox'));
+          },
+          () => cb(smtpError(451, '4.3.0 Temporary failure, try again later')),
+        );
+        return;
+      }
       const id = parseVerp(address.address, secret);
       if (!id && !isFeedback(address.address)) {
         const forged = VERP_SHAPE.test(address.address);
@@ -147,11 +172,36 @@ export async function startBounceListener(
           inboundBounces.inc({ outcome: 'too_large' });
           return cb(smtpError(552, `5.3.4 Message too big for this system (at most ${maxBytes} bytes)`));
         }
+        const raw = Buffer.concat(chunks);
+        const dropbox = session.envelope.rcptTo
+          .map((r) => dropboxToken(r.address))
+          .filter((x): x is string => x !== null);
+        if (dropbox.length) {
+          const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+          const smtp = {
+            remoteAddress: session.remoteAddress,
+            hostNameAppearsAs: session.hostNameAppearsAs,
+            mailFrom,
+          };
+          // Dropbox mail (a user's copy) and bounces (an MTA's report) never share one transaction.
+          deliverToDropbox(deps, raw, dropbox, smtp, { resolver: opts.resolver }).then(
+            () => cb(null, 'Ok: received by the dropbox'),
+            (err: Error) => {
+              dropboxInbound.inc({ outcome: 'error' });
+              deps.log.error(
+                { err: { message: err.message } },
+                'bounce listener: could not store dropbox mail',
+              );
+              cb(smtpError(451, '4.3.0 Temporary failure, try again later'));
+            },
+          );
+          return;
+        }
         const ids = session.envelope.rcptTo
           .map((r) => parseVerp(r.address, secret))
           .filter((x): x is string => x !== null);
         const feedback = session.envelope.rcptTo.some((r) => isFeedback(r.address));
-        handleInbound(deps, Buffer.concat(chunks), [...new Set(ids)], { feedback }).then(
+        handleInbound(deps, raw, [...new Set(ids)], { feedback }).then(
           (o) => {
             if (!o.result.bounce) inboundBounces.inc({ outcome: 'not_bounce' });
             else {
