@@ -393,6 +393,22 @@ program
     process.stdout.write(out.length ? `${out.join('\n')}\n` : '');
   });
 
+program
+  .command('reports')
+  .description('report tools')
+  .command('rebuild')
+  .description('recompute the report rollups from sent messages and email events (all orgs, or one)')
+  .option('--org <id>', 'only this org')
+  .action((o: { org?: string }) =>
+    withRuntime(async ({ deps }) => {
+      if (o.org && !/^[0-9a-f-]{36}$/i.test(o.org)) throw new Error('--org takes an org id (a UUID)');
+      const { rebuildRollups } = await import('./reports/rollups.ts');
+      const t = Date.now();
+      await rebuildRollups(deps, { orgId: o.org });
+      console.log(`report rollups rebuilt (${o.org ?? 'all orgs'}) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    }),
+  );
+
 program.parseAsync().catch((e) => {
   console.error(`error: ${(e as Error).message}`);
   process.exit(1);

@@ -152,11 +152,15 @@ const totalsOf = (id: string) =>
     ])
     .where('id', '=', id)
     .executeTakeFirstOrThrow();
-const eventsOf = async (id: string) =>
+// Human events (what triggers and webhooks act on); machineEventsOf: the first machine open/click.
+const eventsOf = async (id: string, human = true) =>
   (
     await sql<{ kind: string; human: boolean; data: Record<string, unknown> }>`
-      SELECT kind, human, data FROM email_events WHERE message_id = ${id} ORDER BY id`.execute(t.deps.db)
+      SELECT kind, human, data FROM email_events WHERE message_id = ${id} AND human = ${human} ORDER BY id`.execute(
+      t.deps.db,
+    )
   ).rows;
+const machineEventsOf = (id: string) => eventsOf(id, false);
 
 describe('open pixel', () => {
   it('answers a no-store 1×1 GIF and records a human open with its event', async () => {
@@ -205,6 +209,7 @@ describe('open pixel', () => {
     ]);
     expect(await totalsOf(m.id)).toMatchObject({ open_count: 0, machine_open_count: 3, opened_at: null });
     expect(await eventsOf(m.id)).toEqual([]);
+    expect(await machineEventsOf(m.id)).toEqual([{ kind: 'opened', human: false, data: {} }]);
   });
 
   it('a forged, altered or other-kind token gets the GIF but records nothing', async () => {
@@ -336,6 +341,7 @@ describe('click redirect', () => {
     expect((await hitsOf(m.id)).map((h) => h.reason)).toEqual(['all_links_at_once', 'all_links_at_once']);
     expect(await totalsOf(m.id)).toMatchObject({ click_count: 0, machine_click_count: 2, open_count: 0 });
     expect(await eventsOf(m.id)).toEqual([]);
+    expect((await machineEventsOf(m.id)).map((e) => e.kind)).toEqual(['opened', 'clicked']);
   });
 
   it('HEAD, a click seconds after delivery, and a scanner agent are machine clicks', async () => {

@@ -805,6 +805,27 @@ export interface DropboxItemsTable {
   resolved_at: Timestamp | null;
 }
 
+export interface ReportRollupsTable {
+  org_id: string;
+  level: number;
+  grain: 'q' | 'd';
+  bucket: Timestamp;
+  user_id: string | null;
+  module_id: string | null;
+  template_id: string | null;
+  template_version: number | null;
+  sent: Generated<number>;
+  bounced: Generated<number>;
+  tracked: Generated<number>;
+  bounced_tracked: Generated<number>;
+  opened: Generated<number>;
+  opened_machine: Generated<number>;
+  clicked: Generated<number>;
+  clicked_machine: Generated<number>;
+  received: Generated<number>;
+  replied: Generated<number>;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -858,4 +879,5 @@ export interface DB {
   dropbox_addresses: DropboxAddressesTable;
   dropbox_senders: DropboxSendersTable;
   dropbox_items: DropboxItemsTable;
+  report_rollups: ReportRollupsTable;
 }

@@ -25,6 +25,7 @@ import { inboxRoutes } from './routes/inbox.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
+import { reportRoutes } from './routes/reports.routes.ts';
 import { reportPageRoutes } from './routes/report-pages.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
 import { trackingEndpoints, trackingRoutes } from './routes/tracking.routes.ts';
@@ -125,6 +126,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   reportPageRoutes(app, deps);
   dropboxRoutes(app, deps);
   trackingRoutes(app, deps, tracking);
+  reportRoutes(app, deps);
 
   const hasWeb = existsSync(join(webDist, 'index.html'));
   if (hasWeb) await app.register(fastifyStatic, { root: webDist, wildcard: false, index: ['index.html'] });

@@ -2,6 +2,7 @@ import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
 import { startResponseWatchWorker } from '../mailbox/inbox/watches.ts';
+import { startReportsWorker } from '../reports/rollups.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 import { startMassScheduler } from '../sending/mass.jobs.ts';
 import { renderTemplateRows } from '../sending/render-rows.ts';
@@ -44,6 +45,8 @@ export async function startWorker(
   // Outgoing webhooks and trigger actions follow the email events feed (NOTIFY, then polling).
   const webhooks = startWebhookDispatcher(deps, { connectionString, isStopping });
   const triggers = startTriggerWorker(deps, { connectionString, isStopping });
+  // Report rollups follow sent messages and the events feed too.
+  const reports = startReportsWorker(deps, { connectionString, isStopping });
   // ResponseWatch: reminders when a watched sent email got no reply in time.
   const watches = startResponseWatchWorker(deps, { connectionString, isStopping });
   return {
@@ -53,6 +56,7 @@ export async function startWorker(
       await mass.stop();
       await webhooks.stop();
       await triggers.stop();
+      await reports.stop();
       await watches.stop();
       await delivery.stop();
       await boss.stop({ graceful: true, timeout: 10_000 });

@@ -1,7 +1,7 @@
 // Open and click hits, buffered in memory and written in batches (issue 5: the endpoints answer at
 // once whatever the database does; hits are durable within FLUSH_MS, so a crash loses at most the
 // hits of that last moment). One flush: one INSERT … unnest of the raw hits, the per-message totals,
-// and the first human open/click events, in one transaction.
+// and the first human (and first machine) open/click events, in one transaction.
 //
 // Opens are judged as they are written. A click that no rule condemns on its own waits (verdict
 // NULL) until every click that could form a burst with it has been written, then the message's
@@ -78,6 +78,9 @@ interface Totals {
   firstClick: Date | null;
   lastClick: Date | null;
   firstClickLink: number | null;
+  /** First machine open and click: one event each per message, human = false (reports count them). */
+  firstMachineOpen: Date | null;
+  firstMachineClick: Date | null;
 }
 
 const toHit = (h: RawHit | StoredHit): Hit => ({
@@ -110,12 +113,17 @@ function tally(
       firstClick: null,
       lastClick: null,
       firstClickLink: null,
+      firstMachineOpen: null,
+      firstMachineClick: null,
     };
     totals.set(messageId, t);
   }
   if (!human) {
     t.machineOpens++;
-    if (h.kind === 'click') t.machineClicks++;
+    if (!t.firstMachineOpen || h.at < t.firstMachineOpen) t.firstMachineOpen = h.at;
+    if (h.kind !== 'click') return;
+    t.machineClicks++;
+    if (!t.firstMachineClick || h.at < t.firstMachineClick) t.firstMachineClick = h.at;
     return;
   }
   t.humanOpens++;
@@ -146,7 +154,13 @@ async function applyTotals(
   const ids = [...totals.keys()].sort();
   const t = ids.map((id) => totals.get(id) as Totals);
   const firsts = (
-    await sql<{ id: string; first_open: boolean; first_click: boolean }>`
+    await sql<{
+      id: string;
+      first_open: boolean;
+      first_click: boolean;
+      first_machine_open: boolean;
+      first_machine_click: boolean;
+    }>`
       WITH u AS (
         SELECT * FROM unnest(${ids}::uuid[], ${t.map((x) => x.humanOpens)}::int[],
           ${t.map((x) => x.machineOpens)}::int[], ${t.map((x) => iso(x.firstOpen))}::timestamptz[],
@@ -155,7 +169,7 @@ async function applyTotals(
           ${t.map((x) => iso(x.lastClick))}::timestamptz[])
           AS u(id, ho, mo, fo, lo, hc, mc, fc, lc)
       ), prev AS MATERIALIZED (
-        SELECT m.id, m.opened_at, m.clicked_at FROM messages m
+        SELECT m.id, m.opened_at, m.clicked_at, m.machine_open_count, m.machine_click_count FROM messages m
         WHERE m.id IN (SELECT id FROM u) ORDER BY m.id FOR NO KEY UPDATE
       )
       UPDATE messages m SET
@@ -170,7 +184,9 @@ async function applyTotals(
       FROM u JOIN prev ON prev.id = u.id
       WHERE m.id = u.id
       RETURNING m.id, (prev.opened_at IS NULL AND u.fo IS NOT NULL) AS first_open,
-        (prev.clicked_at IS NULL AND u.fc IS NOT NULL) AS first_click`.execute(tx)
+        (prev.clicked_at IS NULL AND u.fc IS NOT NULL) AS first_click,
+        (prev.machine_open_count = 0 AND u.mo > 0) AS first_machine_open,
+        (prev.machine_click_count = 0 AND u.mc > 0) AS first_machine_click`.execute(tx)
   ).rows;
   const events: NewEmailEvent[] = [];
   for (const f of firsts) {
@@ -194,6 +210,10 @@ async function applyTotals(
         data: link === null ? {} : { link, url: info.links[link] ?? null },
       });
     }
+    if (f.first_machine_open && x.firstMachineOpen)
+      events.push({ ...base, kind: 'opened', human: false, at: x.firstMachineOpen });
+    if (f.first_machine_click && x.firstMachineClick)
+      events.push({ ...base, kind: 'clicked', human: false, at: x.firstMachineClick });
   }
   await recordEvents(tx, events);
 }
