@@ -23,6 +23,7 @@ import { dropboxRoutes } from './routes/dropbox.routes.ts';
 import { feedRoutes } from './routes/feed.routes.ts';
 import { inboxRoutes } from './routes/inbox.routes.ts';
 import { individualRoutes } from './routes/individual.routes.ts';
+import { mailboxRoutes } from './routes/mailbox.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
 import { reportRoutes } from './routes/reports.routes.ts';
@@ -123,6 +124,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   bounceRoutes(app, deps);
   webhookRoutes(app, deps);
   triggerRoutes(app, deps);
+  mailboxRoutes(app, deps);
   reportPageRoutes(app, deps);
   dropboxRoutes(app, deps);
   trackingRoutes(app, deps, tracking);

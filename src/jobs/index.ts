@@ -1,6 +1,7 @@
 import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
+import { startMailboxSync } from '../mailbox/sync/worker.ts';
 import { startResponseWatchWorker } from '../mailbox/inbox/watches.ts';
 import { startReportsWorker } from '../reports/rollups.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
@@ -45,6 +46,8 @@ export async function startWorker(
   // Outgoing webhooks and trigger actions follow the email events feed (NOTIFY, then polling).
   const webhooks = startWebhookDispatcher(deps, { connectionString, isStopping });
   const triggers = startTriggerWorker(deps, { connectionString, isStopping });
+  // Connected mailboxes: leased accounts, IMAP IDLE where offered, polling otherwise.
+  const mailboxes = startMailboxSync(deps, { isStopping });
   // Report rollups follow sent messages and the events feed too.
   const reports = startReportsWorker(deps, { connectionString, isStopping });
   // ResponseWatch: reminders when a watched sent email got no reply in time.
@@ -56,6 +59,7 @@ export async function startWorker(
       await mass.stop();
       await webhooks.stop();
       await triggers.stop();
+      await mailboxes.stop();
       await reports.stop();
       await watches.stop();
       await delivery.stop();

@@ -6,7 +6,7 @@
 // enough for a 20,000-message benchmark mailbox); Dovecot assigns UIDs when it next scans.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,7 +57,12 @@ export interface Dovecot {
   /** Delivers one message over LMTP to a user's INBOX. */
   deliver(to: string, raw: string | Buffer): Promise<void>;
   /** Writes messages straight into a user's maildir folder ('INBOX' or e.g. 'Sent'). */
-  writeMaildir(user: string, folder: string, raws: (string | Buffer)[], opts?: { seen?: boolean }): void;
+  writeMaildir(
+    user: string,
+    folder: string,
+    raws: (string | Buffer)[],
+    opts?: { seen?: boolean; receivedAt?: Date },
+  ): void;
   /** Gives a folder a new UIDVALIDITY (and so new UIDs), as a server does after rebuilding it. */
   resetUidValidity(user: string, folder: string): void;
   /** Runs doveadm against this instance (e.g. flag changes). */
@@ -252,6 +257,8 @@ service lmtp {
         // Files in cur/ carry their flags after ":2,"; new/ means unseen and not yet looked at.
         const file = o.seen ? join(box, 'cur', `${name}:2,S`) : join(box, 'new', name);
         writeFileSync(file, raw);
+        // Dovecot takes a maildir file's mtime as the message's arrival (INTERNALDATE).
+        if (o.receivedAt) utimesSync(file, o.receivedAt, o.receivedAt);
       }
       chownTree(root, uid, gid);
     },
