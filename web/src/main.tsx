@@ -12,6 +12,7 @@ import { OrgPage } from './pages/admin/OrgPage.tsx';
 import { ProfilesPage } from './pages/admin/ProfilesPage.tsx';
 import { UsersPage } from './pages/admin/UsersPage.tsx';
 import { MassEmailStatsPage, MassEmailsPage, NewMassEmailPage } from './pages/bulk/MassEmailPages.tsx';
+import { DropboxPage } from './pages/dropbox/DropboxPage.tsx';
 import { ImportPage } from './pages/ImportPage.tsx';
 import { ListPage } from './pages/ListPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
@@ -114,6 +115,7 @@ const router = createBrowserRouter([
                   { path: 'email', element: <EmailSettingsPage /> },
                   { path: 'suppressions', element: <SuppressionsPage /> },
                   { path: 'webhooks', element: <WebhooksPage /> },
+                  { path: 'dropbox', element: <DropboxPage /> },
                 ],
               },
             ],

@@ -54,6 +54,7 @@ export function SettingsLayout() {
             <NavLink to="/settings/email">{t('outreach.settingsTitle')}</NavLink>
             <NavLink to="/settings/suppressions">{t('suppressions.title')}</NavLink>
             <NavLink to="/settings/webhooks">{t('webhooks.title')}</NavLink>
+            <NavLink to="/settings/dropbox">{t('dropbox.nav')}</NavLink>
           </>
         )}
       </nav>
