@@ -21,6 +21,15 @@ import { EmailSettingsPage } from './pages/outreach/EmailSettingsPage.tsx';
 import { OutboxMessagePage, OutboxPage } from './pages/outreach/OutboxPage.tsx';
 import { RecordDetailPage } from './pages/RecordDetailPage.tsx';
 import { RecordFormPage } from './pages/RecordFormPage.tsx';
+import { EmailAnalyticsPage } from './pages/reports/EmailAnalyticsPage.tsx';
+import { EmailCallsPage } from './pages/reports/EmailCallsPage.tsx';
+import { LeaderboardsPage } from './pages/reports/LeaderboardsPage.tsx';
+import { ReportsPage } from './pages/reports/ReportsPage.tsx';
+import { SentStatusPage } from './pages/reports/SentStatusPage.tsx';
+import {
+  TemplatePerformanceDetailPage,
+  TemplatePerformancePage,
+} from './pages/reports/TemplatePerformancePage.tsx';
 import { ApiKeysPage, MySettingsPage, SettingsLayout } from './pages/SettingsPages.tsx';
 import { SuppressionsPage } from './pages/suppressions/SuppressionsPage.tsx';
 import { TemplateEditorPage } from './pages/templates/TemplateEditorPage.tsx';
@@ -97,6 +106,13 @@ const router = createBrowserRouter([
           { path: 'outbox/:id', element: <OutboxMessagePage /> },
           { path: 'templates/new', element: <TemplateEditorPage /> },
           { path: 'templates/:id', element: <TemplateEditorPage /> },
+          { path: 'reports', element: <ReportsPage /> },
+          { path: 'reports/email-analytics', element: <EmailAnalyticsPage /> },
+          { path: 'reports/email-calls', element: <EmailCallsPage /> },
+          { path: 'reports/sent-status', element: <SentStatusPage /> },
+          { path: 'reports/leaderboards', element: <LeaderboardsPage /> },
+          { path: 'reports/template-performance', element: <TemplatePerformancePage /> },
+          { path: 'reports/template-performance/:id', element: <TemplatePerformanceDetailPage /> },
           {
             path: 'settings',
             element: <SettingsLayout />,

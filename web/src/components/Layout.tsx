@@ -50,6 +50,9 @@ export function Layout() {
           <NavLink to="/outbox" className="topbar-link">
             {t('nav.outbox')}
           </NavLink>
+          <NavLink to="/reports" className="topbar-link">
+            {t('nav.reports')}
+          </NavLink>
           <NavLink to="/settings" className="topbar-link">
             {t('nav.settings')}
           </NavLink>

@@ -23,6 +23,7 @@ import {
   valueToChoice,
 } from '../massmail/compose.tsx';
 import type { EditOutcome } from '../massmail/EditMassEmailPage.tsx';
+import { TemplatePerformanceMini } from '../reports/TemplatePerformance.tsx';
 import { useTemplates } from '../templates/queries.ts';
 
 // Mass email (F3.3–F3.6, F4.10): the summary with its three folders, a new mass email (recipients
@@ -359,6 +360,7 @@ export function NewMassEmailPage() {
               ))}
             </select>
           </label>
+          {templateId && <TemplatePerformanceMini templateId={templateId} />}
           <AddressSelect label={t('outreach.from')} value={from} onChange={setFrom} />
           <AddressSelect label={t('massmail.replyTo')} value={replyTo} onChange={setReplyTo} optional />
           <label>

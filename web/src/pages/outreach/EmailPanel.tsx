@@ -4,6 +4,7 @@ import { useTranslation } from 'react-i18next';
 import { api, seg } from '../../api.ts';
 import { ErrorBanner, Notice } from '../../components/ui.tsx';
 import { useFmt } from '../../session.tsx';
+import { TemplatePerformanceMini } from '../reports/TemplatePerformance.tsx';
 import { PreviewFrame } from '../templates/PreviewFrame.tsx';
 import { useTemplates } from '../templates/queries.ts';
 import { type EmailStatus, EmailStatusBar, LatestStatus } from './EmailPanelStatus.tsx';
@@ -150,6 +151,7 @@ function Compose({ module, id, onSent }: { module: string; id: string; onSent: (
           </select>
         </label>
       </div>
+      {templateId && <TemplatePerformanceMini templateId={templateId} />}
       {!templateId && (
         <>
           <label className="wide">

@@ -22,6 +22,7 @@ import {
   useVersions,
 } from './queries.ts';
 import './templates.css';
+import { TemplatePerformance } from '../reports/TemplatePerformance.tsx';
 
 interface Form {
   name: string;
@@ -420,6 +421,12 @@ function TemplateEditor({ template }: { template?: TemplateDetail }) {
               }}
               canManage={canManage}
             />
+          )}
+          {template && (
+            <section className="card" aria-label={t('reports.names.templatePerformance')}>
+              <h2>{t('reports.names.templatePerformance')}</h2>
+              <TemplatePerformance templateId={template.id} />
+            </section>
           )}
         </div>
       </div>
