@@ -291,6 +291,9 @@ describe('Sent Email Status', () => {
     expect((await admin.req('GET', `/api/reports/sent-status?${Q}&status=replied`)).body.rows).toHaveLength(
       1,
     );
+    const counts = (await admin.req('GET', `/api/reports/sent-status/counts?${Q}`)).body.counts;
+    for (const s of Object.keys(counts)) expect(counts[s], s).toBe(all.filter((r) => r.status === s).length);
+    expect(counts).toMatchObject({ opened: 1, replied: 1, delivered: 1, bounced: 1 });
   });
 
   it('hides emails of records in modules the user may not read', async () => {

@@ -174,6 +174,26 @@ export async function listSentStatus(
   };
 }
 
+/** How many sent emails of the period are in each state (the chart beside the list). */
+export async function sentStatusCounts(
+  deps: Deps,
+  actor: Actor,
+  f: { from: string; to: string },
+): Promise<Record<SentState, number>> {
+  checkRange(f.from, f.to);
+  const { lo, hi } = rangeSql(f.from, f.to, actor.timeZone || 'UTC');
+  const rows = (
+    await sql<{ state: SentState; n: number }>`
+    SELECT ${STATE_SQL} AS state, count(*)::int AS n FROM messages m
+    WHERE m.org_id = ${actor.orgId} AND m.sent_at IS NOT NULL AND m.kind NOT IN ('system', 'test')
+      AND m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${await scope(deps, actor)}
+    GROUP BY 1`.execute(deps.db)
+  ).rows;
+  const out = Object.fromEntries(SENT_STATES.map((s) => [s, 0])) as Record<SentState, number>;
+  for (const r of rows) if (r.state in out) out[r.state] = r.n;
+  return out;
+}
+
 const HEADERS: Record<SentColumn, string> = {
   recipient: 'Recipient',
   record: 'Record',
