@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { expect } from 'vitest';
 import type { Deps } from '../src/deps.ts';
 import { eventsPass, sentPass } from '../src/reports/rollups.ts';
-import { createTestOrg, insertTemplate } from './support/app.ts';
+import { createTestOrg, insertTemplate, type TestOrg } from './support/app.ts';
 
 /** A small deterministic PRNG (mulberry32), so a failing stream can be replayed by its seed. */
 export function prng(seed: number) {
@@ -21,6 +21,7 @@ export function prng(seed: number) {
 }
 
 export interface Fixture {
+  org: TestOrg;
   orgId: string;
   users: string[];
   modules: string[];
@@ -64,7 +65,7 @@ export async function reportFixture(deps: Deps): Promise<Fixture> {
       RETURNING id`.execute(deps.db);
     records.push({ id: r.rows[0].id, moduleId: m.id });
   }
-  return { orgId: org.orgId, users, modules: mods.rows.map((m) => m.id), templates, records };
+  return { org, orgId: org.orgId, users, modules: mods.rows.map((m) => m.id), templates, records };
 }
 
 export interface NewMessage {
