@@ -2,6 +2,7 @@
 // receives bounces), nodemailer as the user's mail client (DKIM-signing like a real provider), a
 // DNS resolver answering from a table (SPF and DKIM records), the API as admins use it.
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Actor, acceptInvite, inviteUser } from '../src/crm/index.ts';
@@ -340,6 +341,50 @@ describe('mail received at the dropbox', () => {
     ].join('\r\n');
     for (let i = 0; i < 2; i++) expect((await smtpSend(listener.port, rep, [a.address], raw)).data).toBe(250);
     expect((await items(a.admin, 'attached')).filter((i) => i.subject === 'twice')).toHaveLength(1);
+  });
+
+  it('answers 451 when the email cannot be stored, so the sender retries; the retry stores it once', async () => {
+    const o = await newOrg();
+    await o.admin.req('POST', '/api/admin/dropbox/senders', { email: o.adminEmail });
+    // A real failure in the database, for this org only, for as long as the trigger exists.
+    const fn = `dropbox_fail_${tag()}`;
+    await sql
+      .raw(
+        `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+           IF NEW.org_id = '${o.orgId}' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER ${fn} BEFORE INSERT ON dropbox_items FOR EACH ROW EXECUTE FUNCTION ${fn}();`,
+      )
+      .execute(t.deps.db);
+    const raw = [
+      `From: ${o.adminEmail}`,
+      `To: ${o.lead}`,
+      `Message-ID: <retry-${tag()}@test.example>`,
+      'Subject: retried',
+      '',
+      'hello',
+      '',
+    ].join('\r\n');
+    const errorsBefore = await counter('error');
+    try {
+      const r = await smtpSend(listener.port, o.adminEmail, [o.address], raw);
+      expect(r).toMatchObject({ rcpt: [250], data: 451 });
+      expect(await counter('error')).toBe(errorsBefore + 1);
+      expect(await items(o.admin, 'attached')).toEqual([]);
+      // Nothing half-stored: the email went with its item.
+      const mails = await t.deps.db
+        .selectFrom('mail_messages')
+        .select('id')
+        .where('org_id', '=', o.orgId)
+        .execute();
+      expect(mails).toEqual([]);
+    } finally {
+      await sql.raw(`DROP TRIGGER ${fn} ON dropbox_items; DROP FUNCTION ${fn}();`).execute(t.deps.db);
+    }
+    expect((await smtpSend(listener.port, o.adminEmail, [o.address], raw)).data).toBe(250);
+    const stored = await items(o.admin, 'attached');
+    expect(stored.map((i) => [i.subject, i.records.map((r: any) => r.id)])).toEqual([
+      ['retried', [o.leadId]],
+    ]);
   });
 });
 
