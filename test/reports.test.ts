@@ -74,10 +74,10 @@ beforeAll(async () => {
     sentAt: at('2026-03-10T10:00:00Z'),
     ...tpl(T0),
   });
-  v1.slice(0, 20).forEach((id) => events.push(ev(id, 'opened')));
-  v1.slice(0, 5).forEach((id) => events.push(ev(id, 'clicked'), ev(id, 'clicked')));
-  v1.slice(30, 33).forEach((id) => events.push(ev(id, 'opened', false)));
-  v1.slice(38).forEach((id) => events.push(ev(id, 'bounced')));
+  for (const id of v1.slice(0, 20)) events.push(ev(id, 'opened'));
+  for (const id of v1.slice(0, 5)) events.push(ev(id, 'clicked'), ev(id, 'clicked'));
+  for (const id of v1.slice(30, 33)) events.push(ev(id, 'opened', false));
+  for (const id of v1.slice(38)) events.push(ev(id, 'bounced'));
   // Version 2: 20 by Bea, 16 opened, 8 clicked.
   const v2 = await send(20, {
     senderId: bea,
@@ -86,8 +86,8 @@ beforeAll(async () => {
     sentAt: at('2026-03-10T11:00:00Z'),
     ...tpl(T0, 2),
   });
-  v2.slice(0, 16).forEach((id) => events.push(ev(id, 'opened')));
-  v2.slice(0, 8).forEach((id) => events.push(ev(id, 'clicked')));
+  for (const id of v2.slice(0, 16)) events.push(ev(id, 'opened'));
+  for (const id of v2.slice(0, 8)) events.push(ev(id, 'clicked'));
   // Template 1 (leads): 2 by Cal, both opened (100 %, but too few to rank with minSends 50).
   const t1 = await send(2, {
     senderId: cal,
@@ -96,7 +96,7 @@ beforeAll(async () => {
     sentAt: at('2026-03-10T12:00:00Z'),
     ...tpl(T1),
   });
-  t1.forEach((id) => events.push(ev(id, 'opened')));
+  for (const id of t1) events.push(ev(id, 'opened'));
   // Template 2 (contacts, a formula for a name): 4 tracked + 1 untracked by the clerk, one replied.
   const t2 = await send(4, {
     senderId: clerkId,
@@ -305,7 +305,7 @@ describe('Email Analytics', () => {
       { from: '2026-03-01', to: '2026-03-31', users: 'not-a-uuid' },
       { from: '2026-03-01', to: '2026-03-31', groupBy: 'weekday' },
     ]) {
-      const r = await admin.req('GET', `/api/reports/email-analytics?${q(bad)}`);
+      const r = await admin.req('GET', `/api/reports/email-analytics?${q(bad as Record<string, string>)}`);
       expect([bad, r.status]).toEqual([bad, 400]);
     }
   });
