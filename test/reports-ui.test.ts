@@ -40,6 +40,7 @@ async function insertSent(o: {
   repliedAt?: string;
   openedAt?: string;
   bouncedAt?: string;
+  senderId?: string;
 }) {
   await t.deps.db
     .insertInto('messages')
@@ -48,7 +49,7 @@ async function insertSent(o: {
       kind: 'individual',
       module_id: mods[o.module] as string,
       record_id: o.recordId,
-      sender_id: org.adminId,
+      sender_id: o.senderId ?? org.adminId,
       from_address: org.adminEmail,
       to_address: `to-${randomBytes(3).toString('hex')}@rcpt.example`,
       subject: o.subject ?? 'Hello',
@@ -384,5 +385,26 @@ describe('Sent Email Status', () => {
       userIds: [other.adminId],
     });
     expect(bad.status).toBe(400);
+  });
+});
+
+describe('own sends', () => {
+  it('are visible to their sender even in a module the sender may not read', async () => {
+    const contact = await insertRecord('contacts', { first_name: 'Own', last_name: 'Send' });
+    await insertSent({
+      module: 'contacts',
+      recordId: contact,
+      sentAt: '2026-01-20T15:00:00Z',
+      senderId: limitedId,
+    });
+    const rows = (await limited.req('GET', '/api/reports/sent-status?from=2026-01-01&to=2026-01-31')).body
+      .rows;
+    expect(rows.map((r: { record: { name: string } }) => r.record.name)).toContain('Own Send');
+    expect(rows).toHaveLength(4);
+    const r = await limited.req(
+      'GET',
+      '/api/reports/email-calls?from=2026-01-01&to=2026-01-31&groupBy=month',
+    );
+    expect(r.body.summary.sent).toBe(4);
   });
 });

@@ -11,6 +11,7 @@ import { type RawBuilder, sql } from 'kysely';
 import { type Actor, can } from '../crm/access.ts';
 import type { Deps } from '../deps.ts';
 import { invalid } from '../errors.ts';
+import { visibilityOf } from './query.ts';
 
 export const GROUP_BYS = ['day', 'week', 'month', 'year'] as const;
 export type GroupBy = (typeof GROUP_BYS)[number];
@@ -66,16 +67,6 @@ export function checkRange(from: string, to: string): void {
     throw invalid('The range may span at most five years', [{ path: 'to', message: 'too far' }]);
 }
 
-/** The ids of the org's modules the actor may read (every module for admins). */
-export async function readableModuleIds(deps: Deps, actor: Actor): Promise<string[]> {
-  const mods = await deps.db
-    .selectFrom('modules')
-    .select(['id', 'api_name'])
-    .where('org_id', '=', actor.orgId)
-    .execute();
-  return mods.filter((m) => can(actor, m.api_name, 'read')).map((m) => m.id);
-}
-
 /** `[from 00:00, to+1 00:00)` in the time zone, as SQL timestamptz expressions. */
 export function rangeSql(from: string, to: string, tz: string) {
   return {
@@ -90,12 +81,15 @@ export async function emailCallsReport(
   q: { from: string; to: string; groupBy: GroupBy; by: By },
 ): Promise<EmailCallsReport> {
   checkRange(q.from, q.to);
-  const tz = actor.timeZone || 'UTC';
+  // As in the other email reports (src/reports/README.md): all of it for those who may read every
+  // module, else the modules they may read plus their own sends and mail of records they own.
+  const v = await visibilityOf(deps, actor);
+  const tz = v.timeZone;
   const { lo, hi } = rangeSql(q.from, q.to, tz);
-  const modIds = actor.isAdmin ? null : await readableModuleIds(deps, actor);
-  // Non-admins see email activity of records in modules they may read.
-  const msgScope = (col: RawBuilder<unknown>) =>
-    modIds === null ? sql`TRUE` : sql`${col} = ANY(${modIds}::uuid[])`;
+  const scope = (moduleCol: RawBuilder<unknown>, userCol: RawBuilder<unknown>) =>
+    v.restrict === null
+      ? sql`TRUE`
+      : sql`(${moduleCol} = ANY(${v.restrict.moduleIds}::uuid[]) OR ${userCol} = ${v.restrict.userId})`;
   const callsModule = await deps.db
     .selectFrom('modules')
     .select(['id'])
@@ -144,15 +138,15 @@ export async function emailCallsReport(
     WITH a AS (
       SELECT m.sender_id AS user_id, m.sent_at AS at, 'sent' AS k, 0::numeric AS secs FROM messages m
       WHERE m.org_id = ${actor.orgId} AND m.kind NOT IN ('system', 'test')
-        AND m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${msgScope(sql`m.module_id`)}
+        AND m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${scope(sql`m.module_id`, sql`m.sender_id`)}
       UNION ALL
       SELECT m.sender_id, m.replied_at, 'replied', 0 FROM messages m
       WHERE m.org_id = ${actor.orgId} AND m.kind NOT IN ('system', 'test')
-        AND m.replied_at >= ${lo} AND m.replied_at < ${hi} AND ${msgScope(sql`m.module_id`)}
+        AND m.replied_at >= ${lo} AND m.replied_at < ${hi} AND ${scope(sql`m.module_id`, sql`m.sender_id`)}
       UNION ALL
       SELECT r.owner_id, e.at, 'received', 0 FROM email_events e LEFT JOIN records r ON r.id = e.record_id
       WHERE e.org_id = ${actor.orgId} AND e.kind = 'received'
-        AND e.at >= ${lo} AND e.at < ${hi} AND ${msgScope(sql`r.module_id`)}
+        AND e.at >= ${lo} AND e.at < ${hi} AND ${scope(sql`r.module_id`, sql`r.owner_id`)}
       ${callsPart}
     ), g AS (
       SELECT ${period} AS period, ${user} AS user_id,

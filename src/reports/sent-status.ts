@@ -4,7 +4,7 @@
 // of the org as a CSV attachment through the normal delivery queue.
 
 import { stringify } from 'csv-stringify/sync';
-import { type RawBuilder, sql } from 'kysely';
+import { sql } from 'kysely';
 import type { Actor } from '../crm/access.ts';
 import { displayName } from '../crm/catalog.ts';
 import { csvSafe } from '../crm/csv.ts';
@@ -14,7 +14,8 @@ import { deliveryExpiresAt, wakeDelivery } from '../sending/delivery.ts';
 import { sendingSetup } from '../sending/queue-rows.ts';
 import { newMessageIdHeader } from '../sending/verp.ts';
 import { type EmailState, emailStatus, type MessageSummary } from '../tracking/status.ts';
-import { checkRange, rangeSql, readableModuleIds } from './calls.ts';
+import { checkRange, rangeSql } from './calls.ts';
+import { visibilityOf } from './query.ts';
 
 export const SENT_COLUMNS = [
   'recipient',
@@ -89,11 +90,16 @@ function parseCursor(after: string): { us: number; id: string } {
   return { us: Number(m[1]), id: m[2] as string };
 }
 
-async function scope(deps: Deps, actor: Actor): Promise<RawBuilder<unknown>> {
-  if (actor.isAdmin) return sql`TRUE`;
-  // Records of modules they may read, and their own mail that concerns no record.
-  const ids = await readableModuleIds(deps, actor);
-  return sql`(m.module_id = ANY(${ids}::uuid[]) OR (m.module_id IS NULL AND m.sender_id = ${actor.userId}))`;
+/** Which messages the actor sees, and the sent_at bounds of the date range in their time zone. */
+async function scope(deps: Deps, actor: Actor, f: { from: string; to: string }) {
+  // As in the other email reports: modules they may read, plus their own sends.
+  const v = await visibilityOf(deps, actor);
+  const { lo, hi } = rangeSql(f.from, f.to, v.timeZone);
+  const where =
+    v.restrict === null
+      ? sql`TRUE`
+      : sql`(m.module_id = ANY(${v.restrict.moduleIds}::uuid[]) OR m.sender_id = ${v.restrict.userId})`;
+  return sql`m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${where}`;
 }
 
 export async function listSentStatus(
@@ -103,7 +109,6 @@ export async function listSentStatus(
 ): Promise<SentPage> {
   checkFilter(f);
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
-  const { lo, hi } = rangeSql(f.from, f.to, actor.timeZone || 'UTC');
   const cur = f.after ? parseCursor(f.after) : null;
   const rows = (
     await sql<
@@ -137,7 +142,7 @@ export async function listSentStatus(
     LEFT JOIN template_versions tv ON tv.template_id = m.template_id AND tv.version = m.template_version
     LEFT JOIN users u ON u.id = m.sender_id
     WHERE m.org_id = ${actor.orgId} AND m.sent_at IS NOT NULL AND m.kind NOT IN ('system', 'test')
-      AND m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${await scope(deps, actor)}
+      AND ${await scope(deps, actor, f)}
       ${f.status ? sql`AND ${STATE_SQL} = ${f.status}` : sql``}
       ${cur ? sql`AND (m.sent_at, m.id) < ('epoch'::timestamptz + ${cur.us} * interval '1 microsecond', ${cur.id}::uuid)` : sql``}
     ORDER BY m.sent_at DESC, m.id DESC
@@ -181,12 +186,11 @@ export async function sentStatusCounts(
   f: { from: string; to: string },
 ): Promise<Record<SentState, number>> {
   checkRange(f.from, f.to);
-  const { lo, hi } = rangeSql(f.from, f.to, actor.timeZone || 'UTC');
   const rows = (
     await sql<{ state: SentState; n: number }>`
     SELECT ${STATE_SQL} AS state, count(*)::int AS n FROM messages m
     WHERE m.org_id = ${actor.orgId} AND m.sent_at IS NOT NULL AND m.kind NOT IN ('system', 'test')
-      AND m.sent_at >= ${lo} AND m.sent_at < ${hi} AND ${await scope(deps, actor)}
+      AND ${await scope(deps, actor, f)}
     GROUP BY 1`.execute(deps.db)
   ).rows;
   const out = Object.fromEntries(SENT_STATES.map((s) => [s, 0])) as Record<SentState, number>;
