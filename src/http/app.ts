@@ -18,6 +18,7 @@ import { adminRoutes } from './routes/admin.routes.ts';
 import { authRoutes } from './routes/auth.routes.ts';
 import { automationRoutes } from './routes/automation.routes.ts';
 import { bounceRoutes } from './routes/bounces.routes.ts';
+import { conversationRoutes } from './routes/conversations.routes.ts';
 import { deliveryRoutes } from './routes/delivery.routes.ts';
 import { dropboxRoutes } from './routes/dropbox.routes.ts';
 import { feedRoutes } from './routes/feed.routes.ts';
@@ -26,8 +27,8 @@ import { individualRoutes } from './routes/individual.routes.ts';
 import { mailboxRoutes } from './routes/mailbox.routes.ts';
 import { massRoutes } from './routes/mass.routes.ts';
 import { recordRoutes } from './routes/records.routes.ts';
-import { reportRoutes } from './routes/reports.routes.ts';
 import { reportPageRoutes } from './routes/report-pages.routes.ts';
+import { reportRoutes } from './routes/reports.routes.ts';
 import { templateRoutes } from './routes/templates.routes.ts';
 import { trackingEndpoints, trackingRoutes } from './routes/tracking.routes.ts';
 import { triggerRoutes } from './routes/triggers.routes.ts';
@@ -127,6 +128,7 @@ export async function buildApp(deps: Deps): Promise<FastifyInstance> {
   mailboxRoutes(app, deps);
   reportPageRoutes(app, deps);
   dropboxRoutes(app, deps);
+  conversationRoutes(app, deps);
   trackingRoutes(app, deps, tracking);
   reportRoutes(app, deps);
 
