@@ -14,6 +14,7 @@ import { UsersPage } from './pages/admin/UsersPage.tsx';
 import { MassEmailStatsPage, MassEmailsPage, NewMassEmailPage } from './pages/bulk/MassEmailPages.tsx';
 import { DropboxPage } from './pages/dropbox/DropboxPage.tsx';
 import { ImportPage } from './pages/ImportPage.tsx';
+import { InboxPage } from './pages/inbox/InboxPage.tsx';
 import { ListPage } from './pages/ListPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
 import { EditMassEmailPage } from './pages/massmail/EditMassEmailPage.tsx';
@@ -99,6 +100,7 @@ const router = createBrowserRouter([
           { path: 'm/:module/:id/edit', element: <RecordFormPage /> },
           { path: 'templates', element: <TemplatesPage /> },
           { path: 'outbox', element: <OutboxPage /> },
+          { path: 'inbox', element: <InboxPage /> },
           { path: 'mass-email', element: <MassEmailsPage /> },
           { path: 'mass-email/new', element: <NewMassEmailPage /> },
           { path: 'mass-email/:id', element: <MassEmailStatsPage /> },

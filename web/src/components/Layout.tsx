@@ -2,6 +2,7 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useTranslation } from 'react-i18next';
 import { Link, Navigate, NavLink, Outlet, useNavigate } from 'react-router-dom';
 import { api, seg, setCsrfToken } from '../api.ts';
+import { NotificationBell } from '../pages/inbox/NotificationBell.tsx';
 import { useModules } from '../queries.ts';
 import { useMe } from '../session.tsx';
 import { LiveFeedToasts } from './LiveFeedToasts.tsx';
@@ -41,6 +42,9 @@ export function Layout() {
           <span className="org-name" title={me.org.name}>
             {me.org.name}
           </span>
+          <NavLink to="/inbox" className="topbar-link">
+            {t('nav.inbox')}
+          </NavLink>
           <NavLink to="/templates" className="topbar-link">
             {t('nav.templates')}
           </NavLink>
@@ -56,6 +60,7 @@ export function Layout() {
           <NavLink to="/settings" className="topbar-link">
             {t('nav.settings')}
           </NavLink>
+          <NotificationBell />
           <span className="user-name" title={me.user.email}>
             {me.user.name || me.user.email}
           </span>
