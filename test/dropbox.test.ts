@@ -23,6 +23,7 @@ const key = generateDkimKey('rsa-sha256');
 const dns: Record<string, string> = {
   [SENDER_DOMAIN]: 'v=spf1 ip4:127.0.0.1 -all',
   [dkimDnsName('s1', SENDER_DOMAIN)]: key.dnsValue,
+  'strict.test': 'v=spf1 ip4:192.0.2.1 -all',
 };
 async function resolver(name: string, type: string) {
   const v = dns[name.toLowerCase()];
@@ -285,6 +286,23 @@ describe('mail received at the dropbox', () => {
     });
     expect(item.records).toEqual([]);
     expect(await linksOf(item.mailId)).toEqual([]);
+  });
+
+  it('from a verified address whose domain refuses this host by SPF, unsigned, is not believed', async () => {
+    const strict = `boss-${tag()}@strict.test`;
+    await t.deps.db
+      .insertInto('dropbox_senders')
+      .values({ org_id: a.orgId, email: strict, verified_at: new Date() })
+      .execute();
+    const { subject } = await mail({ from: strict, to: [a.lead], bcc: a.address });
+    const item = (await items(a.admin)).find((i) => i.subject === subject);
+    expect(item).toMatchObject({
+      state: 'unmatched',
+      reason: 'unverified_sender',
+      spf: 'fail',
+      dkim: 'none',
+    });
+    expect(item.spfDetail).toContain('does not designate 127.0.0.1');
   });
 
   it('from a verified sender to no known record is unmatched: no record matched', async () => {

@@ -77,7 +77,7 @@ describe('BCC dropbox UI', () => {
     await page.reload();
     const item = page.getByTestId('dropbox-item').filter({ hasText: 'Our offer for Lena' });
     await expect.poll(() => item.count()).toBe(1);
-    expect(await item.textContent()).toContain('the sender is not a verified sender');
+    expect(await item.textContent()).toContain('not from a verified sender');
     expect(await item.getByTestId('auth-spf').textContent()).toBe('SPF none');
     expect(await item.getByTestId('auth-dkim').textContent()).toBe('DKIM none');
     await b.screenshot('dropbox-unmatched');

@@ -62,7 +62,10 @@ async function storeForOrg(
   auth: MailAuthSummary,
 ): Promise<DropboxReceived> {
   const from = mail.from?.address.toLowerCase() ?? null;
-  const link = from ? await isVerifiedSender(deps, orgId, from) : false;
+  // A verified From is believed unless the sending host was refused by SPF and no DKIM signature
+  // vouches for the message: a forged From of a verified sender then waits for an admin.
+  const forged = auth.spf === 'fail' && auth.dkim !== 'pass';
+  const link = from && !forged ? await isVerifiedSender(deps, orgId, from) : false;
   const stored = await ingestMail(deps, orgId, [{ mail, source: 'dropbox', location: null, link }]);
   const { id: mailId, created } = stored.mails[0];
   if (link) {
