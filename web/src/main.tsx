@@ -16,6 +16,7 @@ import { DropboxPage } from './pages/dropbox/DropboxPage.tsx';
 import { ImportPage } from './pages/ImportPage.tsx';
 import { InboxPage } from './pages/inbox/InboxPage.tsx';
 import { ListPage } from './pages/ListPage.tsx';
+import { MailboxPage } from './pages/mailbox/MailboxPage.tsx';
 import { AcceptInvitePage, LoginPage } from './pages/LoginPage.tsx';
 import { EditMassEmailPage } from './pages/massmail/EditMassEmailPage.tsx';
 import { EmailSettingsPage } from './pages/outreach/EmailSettingsPage.tsx';
@@ -122,6 +123,7 @@ const router = createBrowserRouter([
               { index: true, element: <Navigate to="/settings/me" replace /> },
               { path: 'me', element: <MySettingsPage /> },
               { path: 'api-keys', element: <ApiKeysPage /> },
+              { path: 'mailbox', element: <MailboxPage /> },
               {
                 element: <AdminOnly />,
                 children: [

@@ -44,6 +44,7 @@ export function SettingsLayout() {
         <h2>{t('settings.personal')}</h2>
         <NavLink to="/settings/me">{t('settings.me')}</NavLink>
         <NavLink to="/settings/api-keys">{t('apiKeys.title')}</NavLink>
+        <NavLink to="/settings/mailbox">{t('mailbox.nav')}</NavLink>
         {isAdmin && (
           <>
             <h2>{t('settings.admin')}</h2>
