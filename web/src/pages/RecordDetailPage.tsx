@@ -7,6 +7,7 @@ import { ErrorBanner, Loading, PageHeader } from '../components/ui.tsx';
 import { keys, useModuleMeta, useModules } from '../queries.ts';
 import { useFmt } from '../session.tsx';
 import type { CrmRecord, RelatedList } from '../types.ts';
+import { ConversationsPanel } from './conversations/ConversationsPanel.tsx';
 import { RecordHistoryPanel } from './massmail/triggers.tsx';
 import { EmailPanel } from './outreach/EmailPanel.tsx';
 
@@ -99,6 +100,7 @@ export function RecordDetailPage() {
       {fields.some((f) => f.type === 'email') || module === 'deals' ? (
         <EmailPanel module={module} id={id} />
       ) : null}
+      {module === 'leads' || module === 'contacts' ? <ConversationsPanel module={module} id={id} /> : null}
       <RecordHistoryPanel module={module} id={id} />
       {related.map((rl) => (
         <section key={`${rl.module}.${rl.field}`} className="card">
