@@ -8,6 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actorForUser } from '../src/crm/index.ts';
 import { hashPassword } from '../src/crm/passwords.ts';
 import { emailCallsReport } from '../src/reports/calls.ts';
+import { rebuildRollups } from '../src/reports/rollups.ts';
+import { type NewEmailEvent, recordEvents } from '../src/tracking/events.ts';
+import { drain } from './reports-fixture.ts';
 import { type Client, login, startTestApp, type TestOrg } from './support/app.ts';
 
 let t: Awaited<ReturnType<typeof startTestApp>>;
@@ -42,7 +45,7 @@ async function insertSent(o: {
   bouncedAt?: string;
   senderId?: string;
 }) {
-  await t.deps.db
+  const m = await t.deps.db
     .insertInto('messages')
     .values({
       org_id: org.orgId,
@@ -65,7 +68,30 @@ async function insertSent(o: {
       bounce_kind: o.bouncedAt ? 'hard' : null,
       expires_at: new Date('2030-01-01T00:00:00Z'),
     })
-    .execute();
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  // The events the summary columns come from (the report rollups count these).
+  const events: NewEmailEvent[] = [];
+  const ev = (kind: 'opened' | 'replied' | 'bounced', at: string) =>
+    events.push({
+      orgId: org.orgId,
+      messageId: m.id,
+      recordId: o.recordId,
+      massEmailId: null,
+      kind,
+      human: true,
+      at: new Date(at),
+    });
+  if (o.openedAt) ev('opened', o.openedAt);
+  if (o.repliedAt) ev('replied', o.repliedAt);
+  if (o.bouncedAt) ev('bounced', o.bouncedAt);
+  await recordEvents(t.deps.db, events);
+}
+
+/** Brings the report rollups up to date (the org's past sends are older than the worker's cursor). */
+async function rollUp() {
+  await drain(t.deps);
+  await rebuildRollups(t.deps, { orgId: org.orgId });
 }
 
 beforeAll(async () => {
@@ -163,6 +189,7 @@ beforeAll(async () => {
   await call('Outbound', null, null);
   await call('Inbound', null, 120);
   await call('Missed', null, null);
+  await rollUp();
 }, 60_000);
 
 afterAll(async () => {
@@ -292,9 +319,6 @@ describe('Sent Email Status', () => {
     expect((await admin.req('GET', `/api/reports/sent-status?${Q}&status=replied`)).body.rows).toHaveLength(
       1,
     );
-    const counts = (await admin.req('GET', `/api/reports/sent-status/counts?${Q}`)).body.counts;
-    for (const s of Object.keys(counts)) expect(counts[s], s).toBe(all.filter((r) => r.status === s).length);
-    expect(counts).toMatchObject({ opened: 1, replied: 1, delivered: 1, bounced: 1 });
   });
 
   it('hides emails of records in modules the user may not read', async () => {
@@ -397,6 +421,7 @@ describe('own sends', () => {
       sentAt: '2026-01-20T15:00:00Z',
       senderId: limitedId,
     });
+    await rollUp();
     const rows = (await limited.req('GET', '/api/reports/sent-status?from=2026-01-01&to=2026-01-31')).body
       .rows;
     expect(rows.map((r: { record: { name: string } }) => r.record.name)).toContain('Own Send');

@@ -179,25 +179,6 @@ export async function listSentStatus(
   };
 }
 
-/** How many sent emails of the period are in each state (the chart beside the list). */
-export async function sentStatusCounts(
-  deps: Deps,
-  actor: Actor,
-  f: { from: string; to: string },
-): Promise<Record<SentState, number>> {
-  checkRange(f.from, f.to);
-  const rows = (
-    await sql<{ state: SentState; n: number }>`
-    SELECT ${STATE_SQL} AS state, count(*)::int AS n FROM messages m
-    WHERE m.org_id = ${actor.orgId} AND m.sent_at IS NOT NULL AND m.kind NOT IN ('system', 'test')
-      AND ${await scope(deps, actor, f)}
-    GROUP BY 1`.execute(deps.db)
-  ).rows;
-  const out = Object.fromEntries(SENT_STATES.map((s) => [s, 0])) as Record<SentState, number>;
-  for (const r of rows) if (r.state in out) out[r.state] = r.n;
-  return out;
-}
-
 const HEADERS: Record<SentColumn, string> = {
   recipient: 'Recipient',
   record: 'Record',

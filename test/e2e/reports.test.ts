@@ -4,6 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rebuildRollups } from '../../src/reports/rollups.ts';
+import { drain } from '../reports-fixture.ts';
 import { insertTemplate, login, type TestOrg } from '../support/app.ts';
 import { type BrowserApp, startBrowserApp } from './browser.ts';
 
@@ -69,6 +71,9 @@ describe('reports UI', () => {
           expires_at: new Date(Date.now() + 3_600_000),
         })
         .execute();
+    // The report rollups: the worker's passes, then the org's rebuild (the sends are in the past).
+    await drain(app.deps);
+    await rebuildRollups(app.deps, { orgId: org.orgId });
     await b.signIn(org.adminEmail, org.adminPassword);
   }, 120_000);
   afterAll(() => b?.stop());

@@ -14,7 +14,6 @@ import {
   SENT_COLUMNS,
   SENT_STATES,
   saveReport,
-  sentStatusCounts,
   sentStatusCsv,
 } from '../../reports/sent-status.ts';
 import { actorOf } from '../auth.ts';
@@ -97,12 +96,6 @@ export function reportPageRoutes(app: FastifyInstance, deps: Deps) {
         .header('x-parley-truncated', String(out.truncated))
         .send(out.csv);
     },
-  );
-
-  r.get(
-    '/api/reports/sent-status/counts',
-    { schema: { tags, querystring: z.object({ from: date, to: date }) } },
-    async (req) => ({ counts: await sentStatusCounts(deps, actorOf(req), req.query) }),
   );
 
   r.post(

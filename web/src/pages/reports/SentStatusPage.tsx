@@ -27,6 +27,8 @@ const COLUMNS = [
 type Column = (typeof COLUMNS)[number];
 const STATES = ['sent', 'delivered', 'bounced', 'opened', 'clicked', 'replied'] as const;
 type State = (typeof STATES)[number];
+const FUNNEL = ['sent', 'bounced', 'opened', 'clicked', 'replied'] as const;
+type Funnel = (typeof FUNNEL)[number];
 
 interface Row {
   id: string;
@@ -70,9 +72,13 @@ export function SentStatusPage() {
     initialPageParam: '',
     getNextPageParam: (p) => p.next ?? undefined,
   });
-  const counts = useQuery({
-    queryKey: ['report', 'sent-status-counts', range],
-    queryFn: () => api.get<{ counts: Record<State, number> }>(`/api/reports/sent-status/counts?${qs(range)}`),
+  // The chart: the period's totals from the report rollups (a scan of every row would be slow).
+  const summary = useQuery({
+    queryKey: ['report', 'email-analytics', 'summary', range],
+    queryFn: () =>
+      api.get<{ summary: Record<Funnel, number> }>(
+        `/api/reports/email-analytics?${qs({ ...range, groupBy: 'module' })}`,
+      ),
   });
   const saved = useQuery({
     queryKey: ['report', 'saved'],
@@ -133,8 +139,8 @@ export function SentStatusPage() {
     });
   const rows = useMemo(() => list.data?.pages.flatMap((p) => p.rows) ?? [], [list.data]);
   const chartSeries = useMemo(
-    () => [{ label: t('reports.emails'), data: STATES.map((s) => counts.data?.counts[s] ?? 0) }],
-    [counts.data, t],
+    () => [{ label: t('reports.emails'), data: FUNNEL.map((k) => summary.data?.summary[k] ?? 0) }],
+    [summary.data, t],
   );
   const cell = (r: Row, c: Column) => {
     switch (c) {
@@ -310,16 +316,16 @@ export function SentStatusPage() {
         </>
       }
       chart={
-        counts.data && (
+        summary.data && (
           <Chart
             label={t('reports.names.sentStatus')}
-            labels={STATES.map((s) => t(`reports.states.${s}`))}
+            labels={FUNNEL.map((k) => t(`reports.cols.${k}`))}
             series={chartSeries}
           />
         )
       }
     >
-      <ErrorBanner error={list.error ?? save.error ?? email.error ?? remove.error ?? counts.error} />
+      <ErrorBanner error={list.error ?? save.error ?? email.error ?? remove.error ?? summary.error} />
       {list.isLoading && <Loading />}
       {list.data && (
         <table className="data-table" data-testid="report-table">
