@@ -12,6 +12,7 @@ let adminEmail: string;
 let adminPassword: string;
 let orgId: string;
 let adminId: string;
+let tinaId: string;
 const hour = 3_600_000;
 
 beforeAll(async () => {
@@ -22,14 +23,16 @@ beforeAll(async () => {
   const actor = await actorForUser(deps, { userId: adminId });
   if (!actor) throw new Error('no actor');
   const tag = randomBytes(3).toString('hex');
-  await createRecord(deps, actor, 'leads', {
-    data: {
-      first_name: 'Tina',
-      last_name: 'Trade',
-      email: `tina-${tag}@fair.example`,
-      lead_source: 'Trade Show',
-    },
-  });
+  tinaId = (
+    await createRecord(deps, actor, 'leads', {
+      data: {
+        first_name: 'Tina',
+        last_name: 'Trade',
+        email: `tina-${tag}@fair.example`,
+        lead_source: 'Trade Show',
+      },
+    })
+  ).id;
   await createRecord(deps, actor, 'leads', {
     data: {
       first_name: 'Walt',
@@ -144,5 +147,48 @@ describe('SalesInbox (browser)', () => {
     await expect
       .poll(() => page.getByRole('dialog', { name: 'Notifications' }).textContent())
       .toContain('No reply: Your quote');
+  });
+
+  it('sets a ResponseWatch on an email Parley sent, from the record’s Emails list', async () => {
+    const { page } = b;
+    const deps = b.app.deps;
+    const mod = await deps.db
+      .selectFrom('modules')
+      .select('id')
+      .where('org_id', '=', orgId)
+      .where('api_name', '=', 'leads')
+      .executeTakeFirstOrThrow();
+    await deps.db
+      .insertInto('messages')
+      .values({
+        org_id: orgId,
+        kind: 'individual',
+        sender_id: adminId,
+        module_id: mod.id,
+        record_id: tinaId,
+        from_address: adminEmail,
+        to_address: 'tina@fair.example',
+        subject: 'Brochure from Parley',
+        text: 'Hello',
+        message_id_header: `<e2e.${randomBytes(6).toString('hex')}@parley.test>`,
+        transport: 'relay',
+        status: 'sent',
+        sent_at: new Date(),
+        expires_at: new Date(Date.now() + 86_400_000),
+      })
+      .execute();
+    await page.goto(`${b.app.url}/m/leads/${tinaId}`);
+    await page.getByTestId('emails-list').getByRole('button', { name: 'Brochure from Parley' }).click();
+    await page.getByLabel('How long').fill('2');
+    await page.getByLabel('Unit').selectOption('days');
+    await page.getByRole('button', { name: 'Set reminder' }).click();
+    await expect.poll(() => page.getByTestId('watch-state').textContent()).toContain('Reminder set');
+    const w = await deps.db
+      .selectFrom('response_watches')
+      .select(['state', 'record_id'])
+      .where('org_id', '=', orgId)
+      .where('subject', '=', 'Brochure from Parley')
+      .executeTakeFirstOrThrow();
+    expect(w).toEqual({ state: 'waiting', record_id: tinaId });
   });
 });

@@ -3,7 +3,8 @@ import { useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { api, seg } from '../../api.ts';
 import { ErrorBanner, Notice } from '../../components/ui.tsx';
-import { useFmt } from '../../session.tsx';
+import { useFmt, useMe } from '../../session.tsx';
+import { WatchControl } from '../inbox/WatchControl.tsx';
 import { TemplatePerformanceMini } from '../reports/TemplatePerformance.tsx';
 import { PreviewFrame } from '../templates/PreviewFrame.tsx';
 import { useTemplates } from '../templates/queries.ts';
@@ -31,6 +32,7 @@ export interface MessageRow {
   smtp_response: string | null;
   sent_at: string | null;
   created_at: string;
+  sender_id?: string | null;
   template_id: string | null;
   template_version: number | null;
   /** The derived status (F4.5); in the Emails list. */
@@ -221,6 +223,7 @@ function Compose({ module, id, onSent }: { module: string; id: string; onSent: (
 export function MessageDetail({ id, onClose }: { id: string; onClose: () => void }) {
   const { t } = useTranslation();
   const fmt = useFmt();
+  const me = useMe();
   const q = useQuery({
     queryKey: ['message', id],
     queryFn: () =>
@@ -247,6 +250,8 @@ export function MessageDetail({ id, onClose }: { id: string; onClose: () => void
           {m.smtp_response}
         </p>
       )}
+      {/* ResponseWatch: its sender can be reminded when no reply comes. */}
+      {m.status === 'sent' && m.sender_id === me.user.id && <WatchControl messageId={m.id} />}
       {m.html !== null || m.text !== null ? (
         <PreviewFrame
           rendered={{ subject: m.subject, html: m.html, text: m.text ?? '' }}
