@@ -253,7 +253,8 @@ describe('SalesInbox', () => {
     expect(own.status).toBe(200);
     expect(own.body).toMatchObject({
       subject: 'Met you at the trade show',
-      attachments: [{ filename: 'offer.pdf' }],
+      hasAttachments: true,
+      records: [{ module: 'leads', displayName: 'Fair', role: 'from' }],
     });
   });
 });

@@ -211,12 +211,24 @@ async function decorate(
   });
 }
 
-/** One email of the user's own mailbox, with its bodies (the HTML as received: sanitise to show it). */
+/** One email of the user's own mailbox, as the list shows it (its body: /api/mail/:id, sanitised). */
 export async function getInboxMail(deps: Deps, actor: Actor, mailId: string) {
   if (!UUID.test(mailId)) throw notFound('Email');
   const m = await deps.db
     .selectFrom('mail_messages as m')
-    .selectAll('m')
+    .select([
+      'm.id',
+      'm.subject',
+      'm.snippet',
+      'm.from_address',
+      'm.from_name',
+      'm.to_addresses',
+      'm.cc_addresses',
+      'm.date',
+      'm.has_attachments',
+      'm.message_id_header',
+      'm.thread_id',
+    ])
     .where('m.org_id', '=', actor.orgId)
     .where('m.id', '=', mailId)
     .where(mineSql(actor))
@@ -224,14 +236,7 @@ export async function getInboxMail(deps: Deps, actor: Actor, mailId: string) {
   if (!m) throw notFound('Email');
   const { modules, ids } = await readableModuleIds(deps, actor);
   const [item] = await decorate(deps, actor, [m as unknown as Row], modules, new Set(ids));
-  const attachments = await deps.db
-    .selectFrom('mail_attachments')
-    .select(['id', 'filename', 'content_type', 'size'])
-    .where('org_id', '=', actor.orgId)
-    .where('mail_id', '=', m.id)
-    .orderBy('idx')
-    .execute();
-  return { ...item, text: m.text_body, html: m.html_body, attachments };
+  return item;
 }
 
 /** Marks the user's copies of these emails read or unread (Parley's flag; IMAP is not written to). */

@@ -4,22 +4,18 @@ import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router-dom';
 import { api, seg } from '../../api.ts';
 import { ErrorBanner, Loading } from '../../components/ui.tsx';
-import { useFmt } from '../../session.tsx';
-import { type InboxMail, inboxKeys, type Label } from './inbox-api.ts';
+import { MailView } from '../conversations/MailView.tsx';
+import { type InboxItem, inboxKeys, type Label } from './inbox-api.ts';
 import { LabelChip } from './Labels.tsx';
 import { WatchControl } from './WatchControl.tsx';
-
-const who = (a: { address: string; name?: string | null } | null) =>
-  a ? (a.name ? `${a.name} <${a.address}>` : a.address) : '';
 
 /** The read pane: one email of the user's mailbox, its records, labels, and ResponseWatch. */
 export function MailPane({ id, labels, onClose }: { id: string; labels: Label[]; onClose: () => void }) {
   const { t } = useTranslation();
-  const fmt = useFmt();
   const qc = useQueryClient();
   const q = useQuery({
     queryKey: inboxKeys.mail(id),
-    queryFn: () => api.get<InboxMail>(`/api/inbox/mail/${seg(id)}`),
+    queryFn: () => api.get<InboxItem>(`/api/inbox/mail/${seg(id)}`),
   });
   const refresh = () => qc.invalidateQueries({ queryKey: inboxKeys.all });
   const seen = useMutation({
@@ -55,12 +51,6 @@ export function MailPane({ id, labels, onClose }: { id: string; labels: Label[];
         </div>
       </div>
       <dl className="mail-meta">
-        <dt>{t('inbox.from')}</dt>
-        <dd>{who(m.from)}</dd>
-        <dt>{t('inbox.to')}</dt>
-        <dd>{[...m.to, ...m.cc].map(who).join(', ')}</dd>
-        <dt>{t('inbox.date')}</dt>
-        <dd>{fmt.dateTime(m.date)}</dd>
         {m.records.length > 0 && (
           <>
             <dt>{t('inbox.records')}</dt>
@@ -88,17 +78,7 @@ export function MailPane({ id, labels, onClose }: { id: string; labels: Label[];
         {labels.length === 0 && <span className="muted">{t('inbox.labels.noneYet')}</span>}
       </fieldset>
       {m.direction === 'out' && <WatchControl mailId={m.id} />}
-      {m.attachments.length > 0 && (
-        <ul className="mail-attachments">
-          {m.attachments.map((a) => (
-            <li key={a.id}>
-              {a.filename ?? t('inbox.attachment')} ({a.content_type})
-            </li>
-          ))}
-        </ul>
-      )}
-      {/* The text part, shown as text; HTML mail is shown by its text or snippet until sanitised rendering is shared. */}
-      <pre className="mail-body">{m.text ?? m.snippet}</pre>
+      <MailView mailId={m.id} />
       <ErrorBanner error={seen.error ?? label.error} />
     </section>
   );

@@ -39,11 +39,6 @@ export interface InboxItem {
   records: { id: string; module: string; moduleLabel: string; displayName: string; role: string }[];
   watch: Watch | null;
 }
-export interface InboxMail extends InboxItem {
-  text: string | null;
-  html: string | null;
-  attachments: { id: string; filename: string | null; content_type: string; size: number | null }[];
-}
 export interface SalesCondition {
   module: string;
   criteria?: Criteria | null;
