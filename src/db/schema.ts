@@ -826,6 +826,33 @@ export interface ReportRollupsTable {
   replied: Generated<number>;
 }
 
+export interface SavedReportConfig {
+  columns: string[];
+  status: string | null;
+  from: string | null;
+  to: string | null;
+}
+
+export interface SavedReportsTable {
+  id: Generated<string>;
+  org_id: string;
+  user_id: string;
+  kind: 'sent_status';
+  name: string;
+  config: Json<SavedReportConfig>;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface MessageAttachmentsTable {
+  id: Generated<string>;
+  message_id: string;
+  filename: string;
+  content_type: string;
+  content: Buffer;
+  created_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -880,4 +907,6 @@ export interface DB {
   dropbox_senders: DropboxSendersTable;
   dropbox_items: DropboxItemsTable;
   report_rollups: ReportRollupsTable;
+  saved_reports: SavedReportsTable;
+  message_attachments: MessageAttachmentsTable;
 }
