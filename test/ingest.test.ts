@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actorForUser, createRecord } from '../src/crm/index.ts';
@@ -6,7 +6,7 @@ import { ingestMail, snippetOf } from '../src/mailbox/ingest.ts';
 import { linkMails } from '../src/mailbox/links.ts';
 import { mailInputFromRaw } from '../src/mailbox/parse.ts';
 import { normalizeSubject, SUBJECT_PREFIX } from '../src/mailbox/threading.ts';
-import type { MailLocationInput } from '../src/mailbox/types.ts';
+import type { MailInput, MailLocationInput } from '../src/mailbox/types.ts';
 import { suppress } from '../src/tracking/bounces/suppression.ts';
 import { createTestOrg, type TestOrg, testDeps } from './support/app.ts';
 import { itemOf, mailOf, rawMail } from './support/mail-fixtures.ts';
@@ -497,36 +497,76 @@ describe('ingestMail', () => {
     expect(locs).toEqual([]);
   });
 
-  it('ingests 2,000 emails in batches quickly', async () => {
+  it('survives two workers storing overlapping batches at once (in opposite orders)', async () => {
     const mails = await Promise.all(
-      Array.from({ length: 2000 }, (_, i) =>
-        mailOf({
-          from: i % 3 ? `p${i % 200}.${tag}@bulk.example` : me,
-          to: i % 3 ? me : `p${i % 200}.${tag}@bulk.example`,
-          cc: i % 10 === 0 ? lead : undefined,
-          subject: `${i % 2 ? 'Re: ' : ''}Topic ${i % 300}`,
-          messageId: `<bulk${i}.${tag}@bulk.example>`,
-          inReplyTo: i > 10 && i % 4 === 0 ? `<bulk${i - 7}.${tag}@bulk.example>` : undefined,
-          date: new Date(Date.now() - (2000 - i) * 60_000),
-          html: `<div><p>Message number ${i}</p><p>${'lorem ipsum '.repeat(40)}</p></div>`,
-        }),
+      Array.from({ length: 40 }, (_, i) =>
+        mailOf({ from: lead, to: me, subject: `Race ${i}`, messageId: `<race${i}.${tag}@client.example>` }),
       ),
     );
+    const items = (acc: string, user: string) => mails.map((m) => itemOf(m, loc(acc, user)));
+    const [a, b] = await Promise.all([
+      ingestMail(deps, org.orgId, items(accountA, org.adminId)),
+      ingestMail(deps, org.orgId, items(accountB, userB).reverse()),
+    ]);
+    expect([...b.mails].reverse().map((m) => m.id)).toEqual(a.mails.map((m) => m.id));
+    // Each email created by exactly one of the two.
+    const made = a.mails.map((m, i) => Number(m.created) + Number(b.mails[mails.length - 1 - i].created));
+    expect(made.every((n) => n === 1)).toBe(true);
+  });
+
+  it('ingests 2,000 emails in batches quickly', async () => {
+    const N = 2000;
+    const t0 = Date.now() - N * 60_000;
+    const mails: MailInput[] = Array.from({ length: N }, (_, i) => {
+      const them = { address: `p${i % 200}.${tag}@bulk.example`, name: `P ${i % 200}` };
+      const out = i % 3 === 0;
+      return {
+        messageId: `<bulk${i}.${tag}@bulk.example>`,
+        inReplyTo: i > 10 && i % 4 === 0 ? `<bulk${i - 7}.${tag}@bulk.example>` : null,
+        references: i > 10 && i % 4 === 0 ? [`<bulk${i - 7}.${tag}@bulk.example>`] : [],
+        subject: `${i % 2 ? 'Re: ' : ''}Topic ${i % 300}`,
+        from: out ? { address: me, name: 'Me' } : them,
+        to: [out ? them : { address: me, name: 'Me' }],
+        cc: i % 10 === 0 ? [{ address: lead, name: null }] : [],
+        date: new Date(t0 + i * 60_000),
+        text: null,
+        html: `<div><p>Message number ${i}</p><p>${'lorem ipsum '.repeat(40)}</p></div>`,
+        attachments:
+          i % 20 === 0
+            ? [
+                {
+                  filename: 'a.pdf',
+                  contentType: 'application/pdf',
+                  size: 1000,
+                  contentId: null,
+                  part: '2',
+                  content: null,
+                },
+              ]
+            : [],
+        size: 2000,
+        contentHash: createHash('sha256')
+          .update(String(i) + tag)
+          .digest('hex'),
+      };
+    });
     const start = performance.now();
     for (let i = 0; i < mails.length; i += 250)
       await ingestMail(
         deps,
         org.orgId,
-        mails.slice(i, i + 250).map((m) => itemOf(m, loc(accountA, org.adminId))),
+        mails
+          .slice(i, i + 250)
+          .map((m) => itemOf(m, loc(accountA, org.adminId, m.from?.address === me ? 'Sent' : 'INBOX'))),
       );
     const secs = (performance.now() - start) / 1000;
-    const rate = Math.round(mails.length / secs);
-    console.log(`ingest: ${rate} msgs/s (2,000 emails, batches of 250)`);
-    const n = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM mail_messages WHERE org_id = ${org.orgId} AND message_key LIKE ${`<bulk%.${tag}@bulk.example>`}`.execute(
-      deps.db,
-    );
-    expect(n.rows[0].n).toBe(2000);
+    const rate = Math.round(N / secs);
+    console.log(`ingest: ${rate} msgs/s (${N} emails, batches of 250)`);
+    const n = await sql<{ n: number; threads: number }>`
+      SELECT count(*)::int AS n, count(DISTINCT thread_id)::int AS threads FROM mail_messages
+      WHERE org_id = ${org.orgId} AND message_key LIKE ${`<bulk%.${tag}@bulk.example>`}`.execute(deps.db);
+    expect(n.rows[0].n).toBe(N);
+    expect(n.rows[0].threads).toBeLessThan(N / 2);
     expect(rate).toBeGreaterThan(300);
   }, 120_000);
 });

@@ -12,12 +12,21 @@ import {
   SUBJECT_PREFIX,
   SUBJECT_WINDOW_MS,
   type ThreadItem,
+  type ThreadKnowledge,
 } from './threading.ts';
 import type { IngestItem, IngestResult, MailAddress, MailInput } from './types.ts';
 
 export const SNIPPET_LENGTH = 200;
 /** Past this, an HTML body is cut before making its snippet (a snippet needs only the start). */
 const SNIPPET_HTML_INPUT = 20_000;
+
+/**
+ * Rows in one order for every batch: two workers storing overlapping batches then take the unique
+ * index's locks in the same order, and wait for each other instead of deadlocking.
+ */
+function byKey<T>(rows: T[], key: (r: T) => string): T[] {
+  return [...rows].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
 
 export function messageKey(mail: MailInput): string {
   return mail.messageId ?? `sha256:${mail.contentHash}`;
@@ -136,7 +145,7 @@ async function ingestIn(deps: Deps, orgId: string, items: IngestItem[]): Promise
       SELECT ${orgId}::uuid, x.message_key, x.message_id_header, x.in_reply_to, x."references", x.thread_id,
         x.subject, x.from_address, x.from_name, x.to_addresses, x.cc_addresses, x.participants, x.date,
         x.text_body, x.html_body, x.snippet, x.has_attachments, x.size, x.source
-      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(message_key text, message_id_header text,
+      FROM jsonb_to_recordset(${JSON.stringify(byKey(rows, (r) => r.message_key))}::jsonb) AS x(message_key text, message_id_header text,
         in_reply_to text, "references" text[], thread_id uuid, subject text, from_address text, from_name text,
         to_addresses jsonb, cc_addresses jsonb, participants text[], date timestamptz, text_body text,
         html_body text, snippet text, has_attachments boolean, size integer, source text)
@@ -222,12 +231,9 @@ async function threadsFor(
   const ownIds = [...new Set(items.map((it) => it.messageId).filter((x): x is string => !!x))];
   const named = [...new Set([...refs, ...ownIds])];
   const times = items.map((it) => it.date.getTime());
-  const from = new Date(Math.min(...times) - SUBJECT_WINDOW_MS).toISOString();
   const to = new Date(Math.max(...times) + SUBJECT_WINDOW_MS).toISOString();
-  const subjects = [...new Set(items.map((it) => normalizeSubject(it.subject)).filter((s) => s))];
-  const people = [...new Set(items.flatMap((it) => it.participants))];
 
-  const [stored, parley, replies, similar] = await Promise.all([
+  const [stored, parley, replies] = await Promise.all([
     refs.length
       ? sql<{ message_id_header: string; thread_id: string }>`
           SELECT message_id_header, thread_id FROM mail_messages
@@ -248,32 +254,41 @@ async function threadsFor(
             AND (mm.in_reply_to = ANY(${ownIds}::text[]) OR mm."references" && ${ownIds}::text[])
             AND r.ref = ANY(${ownIds}::text[])`.execute(deps.db)
       : null,
-    subjects.length && people.length
-      ? sql<{ thread_id: string; subject: string; participants: string[]; date: Date }>`
-          SELECT thread_id, subject, participants, date FROM (
-            SELECT thread_id, lower(trim(regexp_replace(regexp_replace(subject, ${SUBJECT_PREFIX}, '', 'i'),
-              '[[:space:]]+', ' ', 'g'))) AS subject, participants, date
-            FROM mail_messages
-            WHERE org_id = ${orgId} AND date BETWEEN ${from}::timestamptz AND ${to}::timestamptz
-              AND participants && ${people}::text[]
-          ) s WHERE s.subject = ANY(${subjects}::text[])`.execute(deps.db)
-      : null,
   ]);
-  return chooseThreads(
-    items,
-    {
-      storedByMessageId: new Map(stored?.rows.map((r) => [r.message_id_header, r.thread_id])),
-      parleyByMessageId: new Map(parley?.rows.map((r) => [r.message_id_header, r.id])),
-      storedReplyTo: new Map(replies?.rows.map((r) => [r.ref, r.thread_id])),
-      subjectCandidates: (similar?.rows ?? []).map((r) => ({
-        threadId: r.thread_id,
-        subject: r.subject,
-        participants: r.participants,
-        date: new Date(r.date),
-      })),
-    },
-    randomUUID,
-  );
+  const known: ThreadKnowledge = {
+    storedByMessageId: new Map(stored?.rows.map((r) => [r.message_id_header, r.thread_id])),
+    parleyByMessageId: new Map(parley?.rows.map((r) => [r.message_id_header, r.id])),
+    storedReplyTo: new Map(replies?.rows.map((r) => [r.ref, r.thread_id])),
+    subjectCandidates: [],
+  };
+
+  // Only mail its headers leave without a thread looks for one by subject (the costly query).
+  const NEW = '';
+  const open = chooseThreads(items, known, () => NEW)
+    .map((th, i) => (th === NEW ? items[i] : null))
+    .filter((it): it is ThreadItem => it !== null && normalizeSubject(it.subject) !== '');
+  if (open.length) {
+    const openTimes = open.map((it) => it.date.getTime());
+    const subjects = [...new Set(open.map((it) => normalizeSubject(it.subject)))];
+    const people = [...new Set(open.flatMap((it) => it.participants))];
+    const similar = await sql<{ thread_id: string; subject: string; participants: string[]; date: Date }>`
+      SELECT thread_id, subject, participants, date FROM (
+        SELECT thread_id, lower(trim(regexp_replace(regexp_replace(subject, ${SUBJECT_PREFIX}, '', 'i'),
+          '[[:space:]]+', ' ', 'g'))) AS subject, participants, date
+        FROM mail_messages
+        WHERE org_id = ${orgId}
+          AND date BETWEEN ${new Date(Math.min(...openTimes) - SUBJECT_WINDOW_MS).toISOString()}::timestamptz
+            AND ${new Date(Math.max(...openTimes) + SUBJECT_WINDOW_MS).toISOString()}::timestamptz
+          AND participants && ${people}::text[]
+      ) s WHERE s.subject = ANY(${subjects}::text[])`.execute(deps.db);
+    known.subjectCandidates = similar.rows.map((r) => ({
+      threadId: r.thread_id,
+      subject: r.subject,
+      participants: r.participants,
+      date: new Date(r.date),
+    }));
+  }
+  return chooseThreads(items, known, randomUUID);
 }
 
 async function storeAttachments(deps: Deps, orgId: string, mails: { mailId: string; mail: MailInput }[]) {
@@ -333,13 +348,13 @@ async function storeLocations(deps: Deps, orgId: string, list: { mailId: string;
       ${conflict}`.execute(deps.db);
   if (imap.size)
     await insert(
-      [...imap.values()],
+      byKey([...imap.entries()], (e) => e[0]).map((e) => e[1]),
       sql`ON CONFLICT (account_id, folder, uid) WHERE uid IS NOT NULL
         DO UPDATE SET seen = EXCLUDED.seen, mail_id = EXCLUDED.mail_id, direction = EXCLUDED.direction, date = EXCLUDED.date`,
     );
   if (pop.size)
     await insert(
-      [...pop.values()],
+      byKey([...pop.entries()], (e) => e[0]).map((e) => e[1]),
       sql`ON CONFLICT (account_id, uidl) WHERE uidl IS NOT NULL
         DO UPDATE SET seen = EXCLUDED.seen, mail_id = EXCLUDED.mail_id, direction = EXCLUDED.direction, date = EXCLUDED.date`,
     );
