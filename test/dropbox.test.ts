@@ -433,6 +433,26 @@ describe('unmatched items', () => {
     ).toBe(409);
   });
 
+  it('are listed newest first, in pages', async () => {
+    const o = await newOrg();
+    for (const n of [1, 2, 3])
+      await mail({ from: `s${n}-${tag()}@other.test`, to: [o.lead], bcc: o.address, subject: `page ${n}` });
+    const seen: string[] = [];
+    let cursor = '';
+    for (;;) {
+      const r = await o.admin.req(
+        'GET',
+        `/api/admin/dropbox/items?state=unmatched&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
+      expect(r.status).toBe(200);
+      seen.push(...r.body.items.map((i: any) => i.subject));
+      if (!r.body.next) break;
+      cursor = r.body.next;
+    }
+    expect(seen).toEqual(['page 3', 'page 2', 'page 1']);
+    expect((await o.admin.req('GET', '/api/admin/dropbox/items?cursor=nonsense')).status).toBe(400);
+  });
+
   it('discarding deletes the stored email unless a mailbox also holds it', async () => {
     const one = await mail({ from: `stranger-${tag()}@other.test`, to: [a.lead], bcc: a.address });
     const two = await mail({ from: `stranger-${tag()}@other.test`, to: [a.lead], bcc: a.address });

@@ -65,7 +65,8 @@ export function dropboxRoutes(app: FastifyInstance, deps: Deps) {
         tags,
         querystring: z.object({
           state: z.enum(['unmatched', 'attached', 'discarded']).optional(),
-          before: z.string().max(40).optional(),
+          cursor: z.string().max(80).optional(),
+          limit: z.coerce.number().int().min(1).max(100).optional(),
         }),
       },
     },

@@ -10,13 +10,14 @@ import { LINKED_MODULES } from '../links.ts';
 // is deleted unless something else still holds it).
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const PAGE = 100;
+const PAGE = 50;
+const CURSOR = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)_([0-9a-f-]{36})$/i;
 export const MAX_ASSIGN = 50;
 
 export async function listItems(
   deps: Deps,
   actor: Actor,
-  q: { state?: DropboxItemState; before?: string } = {},
+  q: { state?: DropboxItemState; cursor?: string; limit?: number } = {},
 ) {
   requireAdmin(actor);
   const state = q.state ?? 'unmatched';
@@ -46,12 +47,16 @@ export async function listItems(
     ])
     .where('i.org_id', '=', actor.orgId)
     .where('i.state', '=', state);
-  if (q.before) {
-    const before = new Date(q.before);
-    if (Number.isNaN(before.getTime())) throw invalid('before must be a date');
-    query = query.where('i.received_at', '<', before);
+  // Newest first, in pages: the cursor is the last item's (received_at, id).
+  if (q.cursor) {
+    const m = CURSOR.exec(q.cursor);
+    if (!m || !UUID.test(m[2])) throw invalid('This page cursor is not valid');
+    query = query.where(sql<boolean>`(i.received_at, i.id) < (${m[1]}::timestamptz, ${m[2]}::uuid)`);
   }
-  const items = await query.orderBy('i.received_at', 'desc').orderBy('i.id', 'desc').limit(PAGE).execute();
+  const limit = Math.min(Math.max(q.limit ?? PAGE, 1), 100);
+  const items = await query.orderBy('i.received_at', 'desc').orderBy('i.id', 'desc').limit(limit).execute();
+  const last = items.at(-1);
+  const next = items.length === limit && last ? `${last.receivedAt.toISOString()}_${last.id}` : null;
   const linked = items.length
     ? await deps.db
         .selectFrom('mail_record_links as l')
@@ -76,6 +81,7 @@ export async function listItems(
         .filter((l) => l.mail_id === i.mailId)
         .map((l) => ({ id: l.id, module: l.api_name, displayName: displayName(l.api_name, l.data) })),
     })),
+    next,
   };
 }
 

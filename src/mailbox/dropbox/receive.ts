@@ -150,7 +150,7 @@ export async function deliverToDropbox(
     orgIds,
     {
       ip: session.remoteAddress.replace(/^::ffff:/i, ''),
-      helo: session.hostNameAppearsAs,
+      helo: session.hostNameAppearsAs || '',
       sender: session.mailFrom,
     },
     opts,

@@ -1,4 +1,4 @@
-import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { ApiError, api, seg } from '../../api.ts';
@@ -44,7 +44,10 @@ interface Item {
   to: Addr[];
   cc: Addr[];
   snippet: string;
+  records: { id: string; module: string; displayName: string }[];
 }
+type State = 'unmatched' | 'attached' | 'discarded';
+const STATES: State[] = ['unmatched', 'attached', 'discarded'];
 interface Found {
   id: string;
   displayName: string;
@@ -260,9 +263,15 @@ function Unmatched() {
   const { t } = useTranslation();
   const fmt = useFmt();
   const qc = useQueryClient();
-  const q = useQuery({
-    queryKey: [...KEY, 'unmatched'],
-    queryFn: () => api.get<{ items: Item[] }>('/api/admin/dropbox/items?state=unmatched'),
+  const [state, setState] = useState<State>('unmatched');
+  const q = useInfiniteQuery({
+    queryKey: [...KEY, 'items', state],
+    initialPageParam: '',
+    queryFn: ({ pageParam }) =>
+      api.get<{ items: Item[]; next: string | null }>(
+        `/api/admin/dropbox/items?state=${state}${pageParam ? `&cursor=${encodeURIComponent(pageParam)}` : ''}`,
+      ),
+    getNextPageParam: (last) => last.next ?? undefined,
   });
   const [assigning, setAssigning] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -270,20 +279,37 @@ function Unmatched() {
     mutationFn: (id: string) => api.post(`/api/admin/dropbox/items/${seg(id)}/discard`),
     onSuccess: () => {
       setNotice(t('dropbox.discarded'));
-      return qc.invalidateQueries({ queryKey: [...KEY, 'unmatched'] });
+      return qc.invalidateQueries({ queryKey: [...KEY, 'items'] });
     },
   });
-  const items = q.data?.items ?? [];
+  const items = q.data?.pages.flatMap((p) => p.items) ?? [];
   return (
-    <section className="card" aria-labelledby="dropbox-unmatched-h">
-      <h2 id="dropbox-unmatched-h">{t('dropbox.unmatched')}</h2>
-      <p className="muted">{t('dropbox.unmatchedHelp')}</p>
+    <section className="card" aria-labelledby="dropbox-received-h">
+      <h2 id="dropbox-received-h">{t('dropbox.received')}</h2>
+      <p className="muted">{t('dropbox.receivedHelp')}</p>
+      <FormRow id="dropbox-state" label={t('dropbox.show')}>
+        <select
+          id="dropbox-state"
+          value={state}
+          onChange={(e) => {
+            setState(e.target.value as State);
+            setAssigning(null);
+            setNotice(null);
+          }}
+        >
+          {STATES.map((s) => (
+            <option key={s} value={s}>
+              {t(`dropbox.state.${s}`)}
+            </option>
+          ))}
+        </select>
+      </FormRow>
       {notice && <Notice>{notice}</Notice>}
       <ErrorBanner error={q.error ?? discard.error} />
       {q.isLoading ? (
         <Loading />
       ) : items.length === 0 ? (
-        <p className="muted">{t('dropbox.noUnmatched')}</p>
+        <p className="muted">{state === 'unmatched' ? t('dropbox.noUnmatched') : t('dropbox.noItems')}</p>
       ) : (
         <ul className="dropbox-items">
           {items.map((i) => (
@@ -304,7 +330,12 @@ function Unmatched() {
                   {t('dropbox.recipients', { list: [...i.to, ...i.cc].map((a) => a.address).join(', ') })}
                 </div>
               )}
-              <div className="dropbox-reason">{t(`dropbox.reason.${i.reason ?? 'no_record'}`)}</div>
+              {state === 'unmatched' && i.reason && (
+                <div className="dropbox-reason">{t(`dropbox.reason.${i.reason}`)}</div>
+              )}
+              {i.records.length > 0 && (
+                <div>{t('dropbox.attachedTo', { list: i.records.map((r) => r.displayName).join(', ') })}</div>
+              )}
               <AuthBadge check="spf" result={i.spf} detail={i.spfDetail} />
               <AuthBadge
                 check="dkim"
@@ -312,7 +343,7 @@ function Unmatched() {
                 detail={[i.dkimDomain, i.dkimDetail].filter(Boolean).join(': ') || null}
               />
               {i.snippet && <p className="dropbox-snippet">{i.snippet}</p>}
-              {assigning === i.id ? (
+              {state !== 'unmatched' ? null : assigning === i.id ? (
                 <AssignPicker
                   item={i}
                   onDone={(n) => {
@@ -339,6 +370,16 @@ function Unmatched() {
             </li>
           ))}
         </ul>
+      )}
+      {q.hasNextPage && (
+        <button
+          type="button"
+          className="btn"
+          disabled={q.isFetchingNextPage}
+          onClick={() => void q.fetchNextPage()}
+        >
+          {t('dropbox.older')}
+        </button>
       )}
     </section>
   );
@@ -372,7 +413,7 @@ function AssignPicker({ item, onDone, onCancel }: { item: Item; onDone(n: number
       api.post(`/api/admin/dropbox/items/${seg(item.id)}/assign`, { recordIds: [...chosen.keys()] }),
     onSuccess: () => {
       onDone(chosen.size);
-      return qc.invalidateQueries({ queryKey: [...KEY, 'unmatched'] });
+      return qc.invalidateQueries({ queryKey: [...KEY, 'items'] });
     },
   });
   const toggle = (id: string, name: string) =>
