@@ -222,6 +222,24 @@ describe('conversations', () => {
     expect((await admin.req('GET', '/api/mail/not-a-uuid')).status).toBe(404);
   });
 
+  it('answers "not available" when no mailbox holding the email can serve an attachment', async () => {
+    const r = await ingestMail(t.deps, org.orgId, [
+      itemOf(
+        await mailOf({
+          from: lead,
+          to: org.adminEmail,
+          subject: 'Big file',
+          attachments: [{ filename: 'big.bin', content: Buffer.alloc(2000, 7) }],
+        }),
+        loc(sharedAcc, org.adminId),
+      ),
+    ]);
+    const m = await admin.req('GET', `/api/mail/${r.mails[0].id}`);
+    const dl = await admin.req('GET', m.body.attachments[0].url);
+    expect(dl.status).toBe(404);
+    expect(dl.body.error.message).toMatch(/not available/);
+  });
+
   it('makes header-safe file names', () => {
     expect(contentDisposition('attachment', 'a\r\nb"c.pdf')).toBe(
       `attachment; filename="abc.pdf"; filename*=UTF-8''abc.pdf`,

@@ -11,6 +11,7 @@ import {
   inlineUrlValid,
   listConversations,
 } from '../../mailbox/conversations.service.ts';
+import { fetchAttachmentContent } from '../../mailbox/sync/fetch-part.ts';
 import { actorOf } from '../auth.ts';
 
 const recordParams = z.object({ module: z.string().max(60), id: z.string().max(64) });
@@ -29,16 +30,23 @@ export function contentDisposition(kind: 'attachment' | 'inline', filename: stri
   return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(base)}`;
 }
 
-async function sendAttachment(reply: FastifyReply, a: AttachmentRow, kind: 'attachment' | 'inline') {
-  // Content fetched from the mailbox on demand is not available yet (helper SYNC's fetch-part).
-  if (!a.content) throw new AppError('not_found', 'This attachment is not available');
+async function sendAttachment(
+  deps: Deps,
+  reply: FastifyReply,
+  a: AttachmentRow,
+  kind: 'attachment' | 'inline',
+) {
+  // Synced mail's attachments are not stored: a mailbox holding the email serves them now.
+  const content = a.content ?? (await fetchAttachmentContent(deps, a));
+  if (!content)
+    throw new AppError('not_found', 'This attachment is not available: no mailbox holding it answered');
   return reply
     .header('content-type', kind === 'inline' ? a.content_type : 'application/octet-stream')
     .header('content-disposition', contentDisposition(kind, a.filename ?? `attachment-${a.idx + 1}`))
     .header('x-content-type-options', 'nosniff')
     .header('content-security-policy', "default-src 'none'; sandbox")
     .header('cache-control', 'private, max-age=300')
-    .send(a.content);
+    .send(content);
 }
 
 const originOf = (req: FastifyRequest) => `${req.protocol}://${req.host}`;
@@ -71,7 +79,7 @@ export function conversationRoutes(app: FastifyInstance, deps: Deps) {
     },
   );
   r.get('/api/mail/attachments/:id', { schema: { tags, params: idParams } }, async (req, reply) =>
-    sendAttachment(reply, await attachmentForActor(deps, actorOf(req), req.params.id), 'attachment'),
+    sendAttachment(deps, reply, await attachmentForActor(deps, actorOf(req), req.params.id), 'attachment'),
   );
   // Inline images of an email shown in the sandboxed frame: signed URLs (see conversations.service.ts).
   r.get(
@@ -86,7 +94,7 @@ export function conversationRoutes(app: FastifyInstance, deps: Deps) {
     async (req, reply) => {
       if (!inlineUrlValid(deps.config, req.params.id, req.query.exp, req.query.sig, deps.clock.now()))
         throw new AppError('not_found', 'Image not found');
-      return sendAttachment(reply, await inlineAttachment(deps, req.params.id), 'inline');
+      return sendAttachment(deps, reply, await inlineAttachment(deps, req.params.id), 'inline');
     },
   );
 }
