@@ -177,6 +177,39 @@ describe('ResponseWatch', () => {
     });
   });
 
+  it('a reply threaded by subject alone counts; a colleague writing in the thread does not', async () => {
+    const mailId = await sent('Samples for Q3');
+    const w = await createWatch(t.deps, ann, { mailId, amount: 2, unit: 'hours' });
+    const bobEmail = (
+      await t.deps.db
+        .selectFrom('users')
+        .select('email')
+        .where('id', '=', bob.userId)
+        .executeTakeFirstOrThrow()
+    ).email;
+    advance(10 * 60_000);
+    await deliver(t.deps, org.orgId, box, {
+      from: bobEmail,
+      to: [box.address, lead],
+      subject: 'Re: Samples for Q3',
+      inReplyTo: await headerOf(mailId),
+      date: now,
+    });
+    await checkResponseWatches(t.deps);
+    expect((await watch(w.id)).state).toBe('waiting');
+    advance(10 * 60_000);
+    // No In-Reply-To or References: ingest threads it by subject and participants.
+    await deliver(t.deps, org.orgId, box, {
+      from: lead,
+      to: [box.address],
+      subject: 'RE: Samples for Q3',
+      references: [],
+      date: now,
+    });
+    await checkResponseWatches(t.deps);
+    expect((await watch(w.id)).state).toBe('replied');
+  });
+
   it('on an email Parley sent: replied_at settles it; without it a task related to the record', async () => {
     const answered = await parleyMessage('Quote');
     const silent = await parleyMessage('Brochure');

@@ -162,15 +162,23 @@ export async function cancelWatch(deps: Deps, actor: Actor, id: string) {
   throw new AppError('conflict', `This reminder is already ${w.state}`);
 }
 
+/** Mail from outside: not the watcher's own sent copy, not from a user or mailbox of the org. */
+const fromOutside = sql`NOT EXISTS (SELECT 1 FROM mail_locations AS ol WHERE ol.mail_id = rp.id AND ol.user_id = w.user_id AND ol.direction = 'out')
+      AND NOT EXISTS (SELECT 1 FROM users AS u WHERE u.org_id = w.org_id AND lower(u.email) = lower(rp.from_address))
+      AND NOT EXISTS (SELECT 1 FROM mailbox_accounts AS a WHERE a.org_id = w.org_id AND lower(a.email_address) = lower(rp.from_address))`;
+
 /**
- * A reply to the watched email: mail in the org naming its Message-ID, not sent by the watcher
- * themself (a follow-up of their own is no reply), or Parley's own replied mark on its message.
+ * A reply to the watched email: mail from outside the org naming its Message-ID (In-Reply-To or
+ * References), or later in its thread (clients that drop those headers are threaded by subject),
+ * or Parley's own replied mark on its message.
  */
 const replied = sql<SqlBool>`(EXISTS (SELECT 1 FROM mail_messages AS rp
     WHERE rp.org_id = w.org_id
       AND (rp.in_reply_to = w.message_id_header OR rp."references" @> ARRAY[w.message_id_header])
-      AND rp.message_id_header IS DISTINCT FROM w.message_id_header
-      AND NOT EXISTS (SELECT 1 FROM mail_locations AS ol WHERE ol.mail_id = rp.id AND ol.user_id = w.user_id AND ol.direction = 'out'))
+      AND rp.message_id_header IS DISTINCT FROM w.message_id_header AND ${fromOutside})
+  OR EXISTS (SELECT 1 FROM mail_messages AS wm JOIN mail_messages AS rp
+      ON rp.org_id = wm.org_id AND rp.thread_id = wm.thread_id AND rp.date > wm.date AND rp.id <> wm.id
+    WHERE wm.id = w.mail_id AND ${fromOutside})
   OR EXISTS (SELECT 1 FROM messages AS pm WHERE pm.id = w.message_id AND pm.org_id = w.org_id AND pm.replied_at IS NOT NULL))`;
 
 /**
