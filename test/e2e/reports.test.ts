@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rebuildRollups } from '../../src/reports/rollups.ts';
+import { recordEvents } from '../../src/tracking/events.ts';
 import { drain } from '../reports-fixture.ts';
 import { insertTemplate, login, type TestOrg } from '../support/app.ts';
 import { type BrowserApp, startBrowserApp } from './browser.ts';
@@ -15,13 +16,14 @@ describe('reports UI', () => {
   let page: BrowserApp['page'];
   let org: TestOrg;
   let templateId: string;
+  let lead: string;
 
   beforeAll(async () => {
     b = await startBrowserApp();
     ({ app, page } = b);
     org = await app.createOrg();
     const api = await login(app.app, org.adminEmail, org.adminPassword);
-    const lead = (
+    lead = (
       await api.req('POST', '/api/modules/leads/records', {
         data: { first_name: 'Grace', last_name: 'Hopper', email: 'grace@navy.example' },
       })
@@ -47,8 +49,8 @@ describe('reports UI', () => {
       .where('org_id', '=', org.orgId)
       .where('api_name', '=', 'leads')
       .executeTakeFirstOrThrow();
-    for (let i = 0; i < 3; i++)
-      await app.deps.db
+    for (let i = 0; i < 3; i++) {
+      const m = await app.deps.db
         .insertInto('messages')
         .values({
           org_id: org.orgId,
@@ -70,7 +72,22 @@ describe('reports UI', () => {
           open_count: i === 0 ? 1 : 0,
           expires_at: new Date(Date.now() + 3_600_000),
         })
-        .execute();
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      // The open as the tracker records it (the report rollups count events).
+      if (i === 0)
+        await recordEvents(app.deps.db, [
+          {
+            orgId: org.orgId,
+            messageId: m.id,
+            recordId: lead,
+            massEmailId: null,
+            kind: 'opened',
+            human: true,
+            at: new Date(),
+          },
+        ]);
+    }
     // The report rollups: the worker's passes, then the org's rebuild (the sends are in the past).
     await drain(app.deps);
     await rebuildRollups(app.deps, { orgId: org.orgId });
@@ -164,6 +181,20 @@ describe('reports UI', () => {
     await expect.poll(() => perf.getByTestId('report-table').locator('tbody tr').count()).toBe(1);
     await perf.getByRole('tab', { name: 'As count' }).click();
     await perf.locator('canvas').waitFor();
+    expect(b.pageErrors).toEqual([]);
+  });
+
+  it('shows a small performance panel beside the template pickers of compose and mass email', async () => {
+    await page.goto(`${app.url}/m/leads/${lead}`);
+    await page.getByTestId('send-email').click();
+    await page.getByTestId('compose-template').selectOption({ label: 'Welcome' });
+    const mini = page.getByTestId('template-perf-mini');
+    // Version 1: 3 sent, 1 of them opened, none clicked.
+    await expect.poll(() => mini.locator('tbody td').allTextContents()).toEqual(['v1', '3', '33.3%', '0%']);
+    await page.goto(`${app.url}/mass-email/new`);
+    await page.getByTestId('mass-module').selectOption('leads');
+    await page.getByTestId('mass-template').selectOption({ label: 'Welcome' });
+    await expect.poll(() => page.getByTestId('template-perf-mini').locator('tbody tr').count()).toBe(1);
     expect(b.pageErrors).toEqual([]);
   });
 });
