@@ -501,6 +501,18 @@ describe('unmatched items', () => {
     const discarded = await items(a.admin, 'discarded');
     expect(discarded.find((i) => i.id === i1.id)).toMatchObject({ subject: one.subject, mailId: null });
     expect((await a.admin.req('POST', `/api/admin/dropbox/items/${i1.id}/discard`)).status).toBe(409);
+
+    // An email deleted under its item (its mailbox copy removed): it can be discarded, not assigned.
+    const three = await mail({ from: `stranger-${tag()}@other.test`, to: [a.lead], bcc: a.address });
+    const i3 = (await items(a.admin)).find((i) => i.subject === three.subject);
+    await t.deps.db.deleteFrom('mail_messages').where('id', '=', i3.mailId).execute();
+    const r3 = await a.admin.req('POST', `/api/admin/dropbox/items/${i3.id}/assign`, {
+      recordIds: [a.leadId],
+    });
+    expect(r3.status).toBe(409);
+    expect(r3.body.error.message).toMatch(/no longer stored/);
+    const d3 = await a.admin.req('POST', `/api/admin/dropbox/items/${i3.id}/discard`);
+    expect(d3.body).toMatchObject({ state: 'discarded', mailDeleted: false });
   });
 });
 

@@ -95,9 +95,8 @@ async function unmatchedItem(deps: Deps, actor: Actor, id: string) {
         .executeTakeFirst()
     : undefined;
   if (!item) throw notFound('Dropbox item');
-  if (item.state !== 'unmatched' || !item.mail_id)
-    throw new AppError('conflict', `This email was already ${item.state}`);
-  return { ...item, mail_id: item.mail_id };
+  if (item.state !== 'unmatched') throw new AppError('conflict', `This email was already ${item.state}`);
+  return item;
 }
 
 /**
@@ -110,6 +109,9 @@ export async function assignItem(deps: Deps, actor: Actor, id: string, recordIds
   if (!ids.length || ids.length > MAX_ASSIGN || !ids.every((r) => UUID.test(r)))
     throw invalid(`Choose between 1 and ${MAX_ASSIGN} records`, [{ path: 'recordIds', message: 'invalid' }]);
   const item = await unmatchedItem(deps, actor, id);
+  const mailId = item.mail_id;
+  // Deleted meanwhile (its mailbox copy removed): nothing to link; it can only be discarded.
+  if (!mailId) throw new AppError('conflict', 'This email is no longer stored');
   const records = await deps.db
     .selectFrom('records as r')
     .innerJoin('modules as mo', 'mo.id', 'r.module_id')
@@ -124,7 +126,7 @@ export async function assignItem(deps: Deps, actor: Actor, id: string, recordIds
     .selectFrom('mail_messages')
     .select(['from_address', 'to_addresses', 'cc_addresses'])
     .where('org_id', '=', actor.orgId)
-    .where('id', '=', item.mail_id)
+    .where('id', '=', mailId)
     .executeTakeFirstOrThrow();
   // The column type wraps a Generated JSON column; the value read is the plain array.
   const lower = (a: unknown) => new Set((a as MailAddress[]).map((x) => x.address.toLowerCase()));
@@ -149,7 +151,7 @@ export async function assignItem(deps: Deps, actor: Actor, id: string, recordIds
       .insertInto('mail_record_links')
       .values(
         records.map((r) => ({
-          mail_id: item.mail_id,
+          mail_id: mailId,
           record_id: r.id,
           org_id: actor.orgId,
           module_id: r.module_id,
@@ -177,6 +179,7 @@ export async function discardItem(deps: Deps, actor: Actor, id: string) {
       .where('state', '=', 'unmatched')
       .executeTakeFirst();
     if (!claimed.numUpdatedRows) throw new AppError('conflict', 'This email was resolved meanwhile');
+    if (!item.mail_id) return;
     const r = await trx
       .deleteFrom('mail_messages as m')
       .where('m.org_id', '=', actor.orgId)
