@@ -271,8 +271,18 @@ async function threadsFor(
     const openTimes = open.map((it) => it.date.getTime());
     const subjects = [...new Set(open.map((it) => normalizeSubject(it.subject)))];
     const people = [...new Set(open.flatMap((it) => it.participants))];
-    const similar = await sql<{ thread_id: string; subject: string; participants: string[]; date: Date }>`
-      SELECT thread_id, subject, participants, date FROM (
+    // One row per thread and subject (its first and last email's dates, and which of the batch's
+    // people took part): a busy mailbox has thousands of same-subject emails in 30 days.
+    const similar = await sql<{
+      thread_id: string;
+      subject: string;
+      participants: string[];
+      first: Date;
+      last: Date;
+    }>`
+      SELECT s.thread_id, s.subject, array_agg(DISTINCT p.p) AS participants, min(s.date) AS first,
+        max(s.date) AS last
+      FROM (
         SELECT thread_id, lower(trim(regexp_replace(regexp_replace(subject, ${SUBJECT_PREFIX}, '', 'i'),
           '[[:space:]]+', ' ', 'g'))) AS subject, participants, date
         FROM mail_messages
@@ -280,13 +290,17 @@ async function threadsFor(
           AND date BETWEEN ${new Date(Math.min(...openTimes) - SUBJECT_WINDOW_MS).toISOString()}::timestamptz
             AND ${new Date(Math.max(...openTimes) + SUBJECT_WINDOW_MS).toISOString()}::timestamptz
           AND participants && ${people}::text[]
-      ) s WHERE s.subject = ANY(${subjects}::text[])`.execute(deps.db);
-    known.subjectCandidates = similar.rows.map((r) => ({
-      threadId: r.thread_id,
-      subject: r.subject,
-      participants: r.participants,
-      date: new Date(r.date),
-    }));
+      ) s CROSS JOIN LATERAL unnest(s.participants) AS p(p)
+      WHERE s.subject = ANY(${subjects}::text[]) AND p.p = ANY(${people}::text[])
+      GROUP BY s.thread_id, s.subject`.execute(deps.db);
+    known.subjectCandidates = similar.rows.flatMap((r) =>
+      [r.first, r.last].map((d) => ({
+        threadId: r.thread_id,
+        subject: r.subject,
+        participants: r.participants,
+        date: new Date(d),
+      })),
+    );
   }
   return chooseThreads(items, known, randomUUID);
 }
