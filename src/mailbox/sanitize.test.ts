@@ -42,13 +42,14 @@ describe('sanitizeMailHtml', () => {
 
   it('keeps the content and layout of ordinary mail, and opens links in a new tab without an opener', () => {
     const out = clean(
-      '<table cellpadding="4"><tr><td style="color: #333; font-weight: bold">Hi <a href="https://ok.example/x?a=1&amp;b=2">link</a></td></tr></table><style>td { padding: 2px }</style>',
+      '<html><head><title>Weekly news</title></head><body><noscript>Enable JS</noscript><table cellpadding="4"><tr><td style="color: #333; font-weight: bold">Hi <a href="https://ok.example/x?a=1&amp;b=2">link</a></td></tr></table><style>td { padding: 2px }</style>',
     ).html;
     expect(out).toContain('<td style="color:#333;font-weight:bold">Hi');
     expect(out).toContain('href="https://ok.example/x?a=1&amp;b=2"');
     expect(out).toContain('target="_blank"');
     expect(out).toContain('rel="noopener noreferrer"');
     expect(out).toContain('<style>td { padding: 2px }</style>');
+    expect(out).not.toMatch(/Weekly news|Enable JS/);
   });
 
   it('leaves remote images, srcsets, backgrounds and CSS urls out until asked, and counts them', () => {

@@ -137,6 +137,8 @@ export function sanitizeMailHtml(html: string, opts: SanitizeOptions): Sanitized
     allowedSchemesAppliedToAttributes: ['href', 'src', 'cite', 'background'],
     allowProtocolRelative: false,
     disallowedTagsMode: 'discard',
+    // Text that is not part of the message as read (the <title> of a newsletter, <noscript> fallbacks).
+    nonTextTags: ['script', 'style', 'textarea', 'option', 'noscript', 'title'],
     transformTags: {
       a: (tagName, attribs) => ({
         tagName,
