@@ -4,11 +4,13 @@
 // the attachment) and what a user without access to a module sees.
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
+import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { actorForUser } from '../src/crm/index.ts';
 import { hashPassword } from '../src/crm/passwords.ts';
 import { emailCallsReport } from '../src/reports/calls.ts';
 import { rebuildRollups } from '../src/reports/rollups.ts';
+import { deliverDue } from '../src/sending/delivery.ts';
 import { type NewEmailEvent, recordEvents } from '../src/tracking/events.ts';
 import { drain } from './reports-fixture.ts';
 import { type Client, login, startTestApp, type TestOrg } from './support/app.ts';
@@ -400,6 +402,19 @@ describe('Sent Email Status', () => {
     const csv = rows[0]!.content.toString('utf8');
     expect(csv.split('\n')[0]).toBe('Recipient,Subject,Status');
     expect(csv).toContain(`"'=HYPERLINK(""http://evil"")"`);
+    // Delivered (to the org's outbox here) as a multipart/mixed message carrying the CSV.
+    await deliverDue(t.deps, { orgId: org.orgId });
+    const stored = await t.deps.db
+      .selectFrom('outbox')
+      .innerJoin('messages', 'messages.id', 'outbox.message_id')
+      .select('outbox.raw')
+      .where('messages.org_id', '=', org.orgId)
+      .where('messages.kind', '=', 'system')
+      .executeTakeFirstOrThrow();
+    const mail = await simpleParser(stored.raw);
+    expect(mail.attachments.map((a) => [a.filename, a.content.toString('utf8')])).toEqual([
+      ['sent-email-status-2026-01-01-to-2026-01-31.csv', csv],
+    ]);
     // Recipients must be users of the same org.
     const other = await t.createOrg();
     const bad = await admin.req('POST', '/api/reports/sent-status/email', {

@@ -30,7 +30,7 @@ import { addressDomain, mailbox, normaliseAddress, parseAddress } from './addres
 import { type DkimKey, dkimSign } from './dkim.ts';
 import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
 import { fillTrackingSpots, markTrackingSpots, trackingBase, trackingMarkup } from './fast/fast-path.ts';
-import { buildMessage, type ListUnsubscribe } from './mime.ts';
+import { type Attachment, buildMessage, type ListUnsubscribe } from './mime.ts';
 import { storeInOutbox } from './outbox.ts';
 import { loadRelays, type RelaySettings } from './relays.ts';
 import { createSignPool, type SignPool } from './sign-pool.ts';
@@ -429,6 +429,7 @@ export function composeMessage(
   >,
   content: RenderedParts,
   sendingDomain: string | null,
+  attachments?: readonly Attachment[],
 ): { raw: Buffer; envelope: Envelope } {
   const from = mailbox(m.from_address, m.from_name, 'from');
   const to = mailbox(m.to_address, m.to_name, 'to');
@@ -445,12 +446,33 @@ export function composeMessage(
     date: m.kind === 'mass' ? deps.clock.now() : m.created_at,
     listUnsubscribe: content.listUnsubscribe,
     extraHeaders: content.extraHeaders,
+    attachments,
   });
   const envelope = {
     from: verpReturnPath(m.id, sendingDomain ?? addressDomain(from.address), deps.config.secret),
     to: normaliseAddress(to.address, 'to'),
   };
   return { raw, envelope };
+}
+
+/** Files queued with messages (a report emailed as CSV); mass sends never carry any. */
+async function loadAttachments(deps: Deps, rows: readonly DueMessage[]): Promise<Map<string, Attachment[]>> {
+  const out = new Map<string, Attachment[]>();
+  const ids = rows.filter((m) => m.kind !== 'mass').map((m) => m.id);
+  if (!ids.length) return out;
+  const found = await deps.db
+    .selectFrom('message_attachments')
+    .select(['message_id', 'filename', 'content_type', 'content'])
+    .where('message_id', 'in', ids)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+  for (const a of found) {
+    const list = out.get(a.message_id) ?? [];
+    list.push({ filename: a.filename, contentType: a.content_type, content: a.content });
+    out.set(a.message_id, list);
+  }
+  return out;
 }
 
 /**
@@ -513,11 +535,13 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
   let relays: Map<string, RelaySettings>;
   let keys: Map<string, OrgSigningKeys | Error>;
   let insights: Set<string>;
+  let files: Map<string, Attachment[]>;
   try {
-    [relays, keys, insights] = await Promise.all([
+    [relays, keys, insights, files] = await Promise.all([
       loadRelays(deps, orgIds),
       loadSigningKeys(deps, orgIds),
       insightsOrgs(deps, orgIds),
+      loadAttachments(deps, rows),
     ]);
   } catch (e) {
     // Nothing was attempted: put everything back for a little later.
@@ -574,7 +598,7 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     try {
       const sendingDomain = relay?.sendingDomain ?? null;
       const c = contentOf(deps, m, content, insights.has(m.org_id));
-      const { raw, envelope } = composeMessage(deps, m, c, sendingDomain);
+      const { raw, envelope } = composeMessage(deps, m, c, sendingDomain, files.get(m.id));
       const fromDomain = addressDomain(normaliseAddress(m.from_address, 'from'));
       prepared = {
         m,

@@ -89,6 +89,29 @@ describe('buildMessage', () => {
     expect(m.html).toBe(false);
   });
 
+  it('attaches files after the body in multipart/mixed, with and without HTML', async () => {
+    const csv = Buffer.from('Recipient,Status\r\n"\'=1+1",sent\r\n');
+    const files = [
+      { filename: 'report.csv', contentType: 'text/csv; charset=utf-8', content: csv },
+      { filename: 'Été "x".bin', contentType: 'not a type', content: Buffer.from([0, 1, 2, 255]) },
+    ];
+    for (const html of [base.html, undefined]) {
+      const raw = buildMessage({ ...base, html, attachments: files });
+      expect(lines(raw)).toContain('Content-Type: multipart/mixed; boundary=');
+      const m = await simpleParser(raw);
+      expect(m.text).toBe('Hi Jane,\nthis is the text.\n');
+      if (html) expect(m.html).toContain('Hi <b>Jane</b>');
+      else expect(m.html).toBe(false);
+      expect(m.attachments.map((a) => [a.filename, a.contentType, a.content.toString('hex')])).toEqual([
+        ['report.csv', 'text/csv', csv.toString('hex')],
+        ['Été "x".bin', 'application/octet-stream', '000102ff'],
+      ]);
+    }
+    expect(() =>
+      buildMessage({ ...base, attachments: [{ ...files[0], filename: 'a\r\nBcc: x@y.z' }] }),
+    ).toThrow(/attachment filename/);
+  });
+
   it('keeps long ASCII lines intact through quoted-printable', async () => {
     const long = `${'word '.repeat(300)}end`;
     const m = await simpleParser(buildMessage({ ...base, text: long }));

@@ -6,7 +6,7 @@
 // prepareMessage; renderMessage adds the rest. Headers are written unfolded unless longer than 78
 // characters, so the DKIM signer sees them in canonical form cheaply.
 import { randomBytes } from 'node:crypto';
-import { foldLines } from 'nodemailer/lib/mime-funcs';
+import { buildHeaderValue, foldLines } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { invalid } from '../errors.ts';
 import { assertHeaderSafe, encodeHeaderText, formatAddressHeader, type Mailbox } from './address.ts';
@@ -48,7 +48,18 @@ export interface RecipientParts {
   crlf?: boolean;
 }
 
-export type MessageInput = Omit<SharedParts, 'html'> & RecipientParts;
+/** A file sent with a message (a report emailed as CSV). */
+export interface Attachment {
+  filename: string;
+  contentType: string;
+  content: Buffer;
+}
+
+export type MessageInput = Omit<SharedParts, 'html'> &
+  RecipientParts & {
+    /** Files after the body, in a multipart/mixed message. */
+    attachments?: readonly Attachment[];
+  };
 
 export interface MessageSkeleton {
   readonly html: boolean;
@@ -227,6 +238,19 @@ export function renderMessage(s: MessageSkeleton, r: RecipientParts): Buffer {
   );
 }
 
+const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*(;\s*charset=[a-z0-9_.:-]+)?$/i;
+
+/** One attachment's MIME part; the filename is RFC 2231-encoded when it is not plain ASCII. */
+function attachmentPart(a: Attachment): string {
+  const type = CONTENT_TYPE.test(a.contentType) ? a.contentType : 'application/octet-stream';
+  const filename = assertHeaderSafe('attachment filename', a.filename).replace(/[\\/]/g, '_');
+  return (
+    headerLine('Content-Type', type) +
+    headerLine('Content-Disposition', buildHeaderValue({ value: 'attachment', params: { filename } })) +
+    `Content-Transfer-Encoding: base64\r\n\r\n${base64Lines(a.content)}`
+  );
+}
+
 /** One message from scratch (individual sends): prepareMessage + renderMessage. */
 export function buildMessage(input: MessageInput): Buffer {
   const s = prepareMessage({
@@ -235,5 +259,16 @@ export function buildMessage(input: MessageInput): Buffer {
     extraHeaders: input.extraHeaders,
     html: input.html != null,
   });
-  return renderMessage(s, input);
+  if (!input.attachments?.length) return renderMessage(s, input);
+  // multipart/mixed: the body as its first part (the alternative, or the text), then each file.
+  const outer = `--=_parley_${randomBytes(12).toString('hex')}`;
+  const head = `${s.fixedHeaders}${recipientHeaders(input)}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="${outer}"\r\n\r\n`;
+  let body: string;
+  if (s.html) {
+    if (input.html == null) throw invalid('html body missing for a multipart message');
+    const b = s.boundary;
+    body = `Content-Type: multipart/alternative; boundary="${b}"\r\n\r\n--${b}\r\n${textPart(input.text, true, input.crlf)}--${b}\r\n${htmlPart(input.html, input.crlf)}--${b}--\r\n`;
+  } else body = textPart(input.text, true, input.crlf);
+  const files = input.attachments.map((a) => `--${outer}\r\n${attachmentPart(a)}`).join('');
+  return Buffer.from(`${head}--${outer}\r\n${body}${files}--${outer}--\r\n`, 'utf8');
 }
