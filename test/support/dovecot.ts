@@ -113,6 +113,36 @@ function chownTree(path: string, uid: number, gid: number) {
   execFileSync('chown', ['-R', `${uid}:${gid}`, path]);
 }
 
+let fileSeq = 0;
+
+/**
+ * Writes messages straight into a user's maildir folder of the Dovecot in `dir` (INBOX, or e.g.
+ * 'Sent'); usable from another process (the benchmark writes its mailbox from a child).
+ */
+export function writeMaildirFiles(
+  dir: string,
+  user: string,
+  folder: string,
+  raws: (string | Buffer)[],
+  o: { seen?: boolean; receivedAt?: Date } = {},
+) {
+  // Maildir++: INBOX is the root, other folders are ".<name>" beside it.
+  const root = join(dir, 'mail', user);
+  const box = folder === 'INBOX' ? root : join(root, `.${folder.replaceAll('/', '.')}`);
+  for (const d of ['cur', 'new', 'tmp']) mkdirSync(join(box, d), { recursive: true });
+  const now = Math.floor(Date.now() / 1000);
+  for (const raw of raws) {
+    const name = `${now}.P${process.pid}Q${++fileSeq}.parley-test`;
+    // Files in cur/ carry their flags after ":2,"; new/ means unseen and not yet looked at.
+    const file = o.seen ? join(box, 'cur', `${name}:2,S`) : join(box, 'new', name);
+    writeFileSync(file, raw);
+    // Dovecot takes a maildir file's mtime as the message's arrival (INTERNALDATE).
+    if (o.receivedAt) utimesSync(file, o.receivedAt, o.receivedAt);
+  }
+  const { uid, gid } = dovecotIds();
+  chownTree(root, uid, gid);
+}
+
 /** Starts a private Dovecot with the given users (default: alice, bob, carol; password "secret"). */
 export async function startDovecot(opts: { users?: DovecotUser[]; idle?: boolean } = {}): Promise<Dovecot> {
   const users = opts.users ?? [
@@ -233,7 +263,7 @@ service lmtp {
     ignoreTLS: true,
   });
   const doveadm = (args: string[]) => execFileSync('doveadm', ['-c', conf, ...args]).toString();
-  let seq = 0;
+  let uidValiditySeq = 0;
   return {
     host: '127.0.0.1',
     imapPort,
@@ -245,25 +275,9 @@ service lmtp {
     async deliver(to, raw) {
       await lmtp.sendMail({ envelope: { from: 'sender@test.local', to: [to] }, raw });
     },
-    writeMaildir(user, folder, raws, o = {}) {
-      // Maildir++: INBOX is the root, other folders are ".<name>" beside it.
-      const root = join(dir, 'mail', user);
-      const box = folder === 'INBOX' ? root : join(root, `.${folder.replaceAll('/', '.')}`);
-      for (const d of ['cur', 'new', 'tmp']) mkdirSync(join(box, d), { recursive: true });
-      const now = Math.floor(Date.now() / 1000);
-      for (const raw of raws) {
-        seq++;
-        const name = `${now}.P${process.pid}Q${seq}.parley-test`;
-        // Files in cur/ carry their flags after ":2,"; new/ means unseen and not yet looked at.
-        const file = o.seen ? join(box, 'cur', `${name}:2,S`) : join(box, 'new', name);
-        writeFileSync(file, raw);
-        // Dovecot takes a maildir file's mtime as the message's arrival (INTERNALDATE).
-        if (o.receivedAt) utimesSync(file, o.receivedAt, o.receivedAt);
-      }
-      chownTree(root, uid, gid);
-    },
+    writeMaildir: (user, folder, raws, o = {}) => writeMaildirFiles(dir, user, folder, raws, o),
     resetUidValidity(user, folder) {
-      const next = Math.floor(Date.now() / 1000) + 1000 + seq++;
+      const next = Math.floor(Date.now() / 1000) + 1000 + ++uidValiditySeq;
       doveadm(['mailbox', 'update', '-u', user, '--uid-validity', String(next), folder]);
     },
     doveadm,

@@ -29,7 +29,7 @@ export interface SyncStats {
   flagsRead: number;
 }
 
-export const DEFAULT_BATCH = 400;
+export const DEFAULT_BATCH = 500;
 
 /** Syncs the account's Inbox and Sent folders over an open, authenticated client. */
 export async function syncImap(
@@ -61,7 +61,9 @@ async function syncFolder(
   opts: { batchSize?: number; onBatch?: (n: number) => void },
 ): Promise<SyncStats> {
   const db = deps.db;
+  const started = Date.now();
   const mb = await client.mailboxOpen(path, { readOnly: true });
+  const selectMs = Date.now() - started;
   const row = await db
     .selectFrom('mailbox_folders')
     .selectAll()
@@ -174,6 +176,19 @@ async function syncFolder(
     .where('account_id', '=', account.id)
     .where('path', '=', path)
     .execute();
+  deps.log.debug(
+    {
+      account: account.id,
+      folder: path,
+      reset: plan.reset,
+      fetchFrom: plan.fetchNew?.fromUid ?? null,
+      flags: plan.flags,
+      ...stats,
+      selectMs,
+      ms: Date.now() - started,
+    },
+    'mailbox folder synced',
+  );
   return stats;
 }
 
