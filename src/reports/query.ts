@@ -1,7 +1,8 @@
 // Reading the rollups: the caller's date range in their time zone, the smallest level that holds
-// what is filtered and grouped, and what the caller may see. A long range reads UTC-day rows for
-// the whole days inside it and 15-minute rows for its ragged ends; a break-up by date reads
-// 15-minute rows throughout, so each local day is exact in any time zone.
+// what is filtered and grouped, and what the caller may see. A range reads UTC-day rows for the
+// whole days inside it and 15-minute rows for its ragged ends; a break-up by local date reads each
+// UTC day's row corrected by the 15-minute rows between UTC and local midnight, so each local day
+// is exact in any time zone (offsets are multiples of 15 minutes).
 import { type RawBuilder, sql } from 'kysely';
 import { type Actor, can } from '../crm/access.ts';
 import type { Deps } from '../deps.ts';
@@ -110,13 +111,12 @@ export async function moduleIdOf(deps: Deps, orgId: string, apiName: string): Pr
   return m.id;
 }
 
-const KEY: Record<GroupBy, (tz: string) => RawBuilder<unknown>> = {
-  none: () => sql`''`,
-  date: (tz) => sql`to_char((bucket AT TIME ZONE ${tz})::date, 'YYYY-MM-DD')`,
-  template: () => sql`coalesce(template_id::text, '')`,
-  version: () => sql`coalesce(template_id::text, '') || ':' || coalesce(template_version::text, '')`,
-  module: () => sql`coalesce(module_id::text, '')`,
-  user: () => sql`coalesce(user_id::text, '')`,
+const KEY: Record<Exclude<GroupBy, 'date'>, RawBuilder<unknown>> = {
+  none: sql`''`,
+  template: sql`coalesce(template_id::text, '')`,
+  version: sql`coalesce(template_id::text, '') || ':' || coalesce(template_version::text, '')`,
+  module: sql`coalesce(module_id::text, '')`,
+  user: sql`coalesce(user_id::text, '')`,
 };
 
 /**
@@ -158,24 +158,49 @@ export async function readRollups(
     );
   const where = sql.join(filters, sql` AND `);
 
-  // Whole UTC days from day rows, the rest from 15-minute rows; by date, 15-minute rows only.
-  const byDay = q.groupBy !== 'date' && b.ds < b.de;
-  const parts = byDay
-    ? sql`
-      SELECT * FROM report_rollups WHERE ${where} AND grain = 'd' AND bucket >= ${b.ds} AND bucket < ${b.de}
-      UNION ALL
-      SELECT * FROM report_rollups WHERE ${where} AND grain = 'q'
-        AND ((bucket >= ${b.s} AND bucket < ${b.ds}) OR (bucket >= ${b.de} AND bucket < ${b.e}))`
-    : sql`SELECT * FROM report_rollups WHERE ${where} AND grain = 'q' AND bucket >= ${b.s} AND bucket < ${b.e}`;
-
   const sums = sql.join(
     ROW_KEYS.map((k) => sql`sum(${sql.ref(COLUMNS[k])})::bigint AS ${sql.ref(k)}`),
     sql`, `,
   );
+  if (q.groupBy === 'date') {
+    // Each local day from its UTC day's row, corrected by the 15-minute rows between the UTC and the
+    // local midnight (those belong to the neighbouring day): a few hours of rows a day, not 96.
+    const signed = (sign: number) =>
+      sql.join(
+        ROW_KEYS.map((k) => sql`${sign} * ${sql.ref(COLUMNS[k])} AS ${sql.ref(COLUMNS[k])}`),
+        sql`, `,
+      );
+    const rows = await sql<Row & { key: string }>`
+      WITH w AS (
+        SELECT least(d AT TIME ZONE ${v.timeZone}, d AT TIME ZONE 'UTC') AS lo,
+          greatest(d AT TIME ZONE ${v.timeZone}, d AT TIME ZONE 'UTC') AS hi
+        FROM generate_series(${q.from}::timestamp, (${q.to}::date + 1)::timestamp, interval '1 day') d
+      ), edge AS MATERIALIZED (
+        SELECT x.* FROM w CROSS JOIN LATERAL (
+          SELECT * FROM report_rollups WHERE ${where} AND grain = 'q' AND bucket >= w.lo AND bucket < w.hi) x
+      ), parts AS (
+        SELECT (bucket AT TIME ZONE 'UTC')::date AS day, ${signed(1)} FROM report_rollups
+        WHERE ${where} AND grain = 'd' AND bucket >= ${q.from}::timestamp AT TIME ZONE 'UTC'
+          AND bucket < (${q.to}::date + 1)::timestamp AT TIME ZONE 'UTC'
+        UNION ALL SELECT (bucket AT TIME ZONE ${v.timeZone})::date, ${signed(1)} FROM edge
+        UNION ALL SELECT (bucket AT TIME ZONE 'UTC')::date, ${signed(-1)} FROM edge
+      )
+      SELECT to_char(day, 'YYYY-MM-DD') AS key, ${sums} FROM parts
+      WHERE day BETWEEN ${q.from}::date AND ${q.to}::date GROUP BY day ORDER BY day`.execute(deps.db);
+    return rows.rows.map(({ key, ...row }) => ({ key, row: row as Row }));
+  }
+
+  // Whole UTC days from day rows, the ragged ends from 15-minute rows.
+  const parts =
+    b.ds < b.de
+      ? sql`
+      SELECT * FROM report_rollups WHERE ${where} AND grain = 'd' AND bucket >= ${b.ds} AND bucket < ${b.de}
+      UNION ALL
+      SELECT * FROM report_rollups WHERE ${where} AND grain = 'q'
+        AND ((bucket >= ${b.s} AND bucket < ${b.ds}) OR (bucket >= ${b.de} AND bucket < ${b.e}))`
+      : sql`SELECT * FROM report_rollups WHERE ${where} AND grain = 'q' AND bucket >= ${b.s} AND bucket < ${b.e}`;
   const rows = await sql<Row & { key: string }>`
-    SELECT ${KEY[q.groupBy](v.timeZone)} AS key, ${sums} FROM (${parts}) r GROUP BY 1 ORDER BY 1`.execute(
-    deps.db,
-  );
+    SELECT ${KEY[q.groupBy]} AS key, ${sums} FROM (${parts}) r GROUP BY 1 ORDER BY 1`.execute(deps.db);
   return rows.rows.map(({ key, ...row }) => ({ key, row: row as Row }));
 }
 

@@ -25,9 +25,9 @@ type Db = Deps['db'] | Transaction<DB>;
  * Adds facts to the rollups. `facts` selects (org_id, at, user_id, module_id, template_id,
  * template_version, and the ten counters as integers); each fact lands in the 15-minute and the
  * UTC-day bucket of `at`, at all four levels. Rows are written in key order (no deadlock between a
- * sent pass and an events pass running at once).
+ * sent pass and an events pass running at once) unless `ordered` is false (the rebuild: alone).
  */
-export async function applyFacts(db: Db, facts: RawBuilder<unknown>): Promise<void> {
+export async function applyFacts(db: Db, facts: RawBuilder<unknown>, ordered = true): Promise<void> {
   await sql`
     WITH f AS (${facts}), f3 AS (
       SELECT org_id, date_bin('15 minutes', at, timestamptz '2000-01-01 00:00+00') AS q,
@@ -57,7 +57,7 @@ export async function applyFacts(db: Db, facts: RawBuilder<unknown>): Promise<vo
       template_version, sent, bounced, tracked, bounced_tracked, opened, opened_machine, clicked,
       clicked_machine, received, replied)
     SELECT * FROM x
-    ORDER BY org_id, level, grain, bucket, user_id, module_id, template_id, template_version
+    ${ordered ? sql`ORDER BY org_id, level, grain, bucket, user_id, module_id, template_id, template_version` : sql``}
     ON CONFLICT (org_id, level, grain, bucket, user_id, module_id, template_id, template_version)
     DO UPDATE SET sent = r.sent + excluded.sent, bounced = r.bounced + excluded.bounced,
       tracked = r.tracked + excluded.tracked, bounced_tracked = r.bounced_tracked + excluded.bounced_tracked,
@@ -232,27 +232,29 @@ export async function rebuildRollups(
     const cur = sql`(SELECT txid, event_id FROM feed_cursors WHERE name = ${EVENTS_CURSOR})`;
     const sentCur = sql`(SELECT at, message_id FROM feed_cursors WHERE name = ${SENT_CURSOR})`;
     const upTo = sql`(e.txid, e.id) <= (SELECT txid, event_id FROM ${cur} c)`;
-    await applyFacts(
-      trx,
-      sentFacts(sql`m.org_id ${org} AND (m.sent_at, m.id) <= (SELECT coalesce(at, '-infinity'), coalesce(message_id,
-        '00000000-0000-0000-0000-000000000000') FROM ${sentCur} s)`),
-    );
-    await applyFacts(
-      trx,
-      messageEventFacts(sql`
-        SELECT message_id, max(b) AS b, max(o) AS o, max(om) AS om, max(c) AS c, max(cm) AS cm, max(r) AS r
-        FROM (SELECT message_id, ${flags} FROM email_events e
-          WHERE e.org_id ${org} AND e.message_id IS NOT NULL AND e.kind IN ('bounced', 'opened', 'clicked', 'replied')
-            AND ${upTo}) x
-        GROUP BY message_id`),
-    );
-    await applyFacts(
-      trx,
-      receivedFacts(sql`
-        SELECT DISTINCT ON (e.record_id, e.data->>'mailId') e.org_id, e.record_id, e.at FROM email_events e
-        WHERE e.org_id ${org} AND e.kind = 'received' AND e.record_id IS NOT NULL AND ${upTo}
-        ORDER BY e.record_id, e.data->>'mailId', e.txid, e.id`),
-    );
+    const sentUpTo = sql`(m.sent_at IS NOT NULL AND (m.sent_at, m.id) <= (SELECT coalesce(at, '-infinity'),
+      coalesce(message_id, '00000000-0000-0000-0000-000000000000') FROM ${sentCur} s))`;
+    // The same facts as the worker's, in one pass over the messages: each message's send (when the
+    // sent cursor has passed it) and the first of each kind of its events (up to the events cursor).
+    const events = sql`
+      SELECT message_id, max(b) AS b, max(o) AS o, max(om) AS om, max(c) AS c, max(cm) AS cm, max(r) AS r
+      FROM (SELECT message_id, ${flags} FROM email_events e
+        WHERE e.org_id ${org} AND e.message_id IS NOT NULL AND e.kind IN ('bounced', 'opened', 'clicked', 'replied')
+          AND ${upTo}) x
+      GROUP BY message_id`;
+    const messageFacts = sql`
+      SELECT m.org_id, coalesce(m.sent_at, m.created_at) AS at, m.sender_id AS user_id, m.module_id,
+        m.template_id, m.template_version, ${sentUpTo}::int AS sent, coalesce(e.b, 0) AS bounced,
+        (${sentUpTo} AND m.tracked)::int AS tracked, (coalesce(e.b, 0) = 1 AND m.tracked)::int AS bounced_tracked,
+        coalesce(e.o, 0) AS opened, coalesce(e.om, 0) AS opened_machine, coalesce(e.c, 0) AS clicked,
+        coalesce(e.cm, 0) AS clicked_machine, 0 AS received, coalesce(e.r, 0) AS replied
+      FROM messages m LEFT JOIN (${events}) e ON e.message_id = m.id
+      WHERE m.org_id ${org} AND m.kind IN ${COUNTED_KINDS} AND (${sentUpTo} OR e.message_id IS NOT NULL)`;
+    const received = receivedFacts(sql`
+      SELECT DISTINCT ON (e.record_id, e.data->>'mailId') e.org_id, e.record_id, e.at FROM email_events e
+      WHERE e.org_id ${org} AND e.kind = 'received' AND e.record_id IS NOT NULL AND ${upTo}
+      ORDER BY e.record_id, e.data->>'mailId', e.txid, e.id`);
+    await applyFacts(trx, sql`${messageFacts} UNION ALL ${received}`, false);
   });
   return { orgs: opts.orgId ? 1 : 'all' };
 }
