@@ -310,4 +310,35 @@ describe('the sync worker', () => {
       .execute();
     expect(rows.every((r) => r.lease_owner === null)).toBe(true);
   });
+
+  it('polls a mailbox when not holding it in IDLE, and lets it go between syncs', async () => {
+    await sql`UPDATE mailbox_accounts SET state = 'paused'`.execute(deps.db);
+    const a = await account();
+    let syncs = 0;
+    let notify: (() => void) | null = null;
+    const w = startMailboxSync(deps, {
+      workerId: 'poller',
+      idle: false,
+      tickMs: 100,
+      pollSeconds: 1,
+      onSynced: () => {
+        syncs++;
+        notify?.();
+      },
+    });
+    const synced = (n: number) =>
+      new Promise<void>((resolve) => {
+        notify = () => syncs >= n && resolve();
+        notify();
+      });
+    try {
+      await synced(1);
+      await dov.deliver(a.user, mail(a.user, 'polled'));
+      await synced(3); // a poll that may have started before the delivery, then one after it
+      expect((await locations(a.id)).map((l) => l.subject)).toContain('polled');
+    } finally {
+      await w.stop();
+    }
+    expect((await accountRow(a.id)).lease_owner).toBeNull();
+  });
 });

@@ -144,7 +144,7 @@ export function writeMaildirFiles(
 }
 
 /** Starts a private Dovecot with the given users (default: alice, bob, carol; password "secret"). */
-export async function startDovecot(opts: { users?: DovecotUser[]; idle?: boolean } = {}): Promise<Dovecot> {
+export async function startDovecot(opts: { users?: DovecotUser[] } = {}): Promise<Dovecot> {
   const users = opts.users ?? [
     { user: 'alice@test.local', password: 'secret' },
     { user: 'bob@test.local', password: 'secret' },
@@ -197,7 +197,6 @@ auth_mechanisms = plain login
 first_valid_uid = 100
 mail_location = maildir:${dir}/mail/%u
 pop3_uidl_format = %08Xu%08Xv
-${opts.idle === false ? 'imap_capability = IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE SORT THREAD=REFERENCES MULTIAPPEND UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SPECIAL-USE' : ''}
 namespace inbox {
   inbox = yes
   separator = /
