@@ -4,6 +4,7 @@ import { stringify } from 'csv-stringify/sync';
 import { sql } from 'kysely';
 import type { Deps } from '../deps.ts';
 import { invalid } from '../errors.ts';
+import { linkRecordsToMail } from '../mailbox/links.ts';
 import { type Actor, requireModule } from './access.ts';
 import { nameFields } from './catalog.ts';
 import { csvSafe, suggestMapping } from './csv.ts';
@@ -75,7 +76,7 @@ export async function importRecords(
   let batch: { owner_id: string; data: Record<string, unknown> }[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    await deps.db
+    const rows = await deps.db
       .insertInto('records')
       .values(
         batch.map((b) => ({
@@ -86,7 +87,14 @@ export async function importRecords(
           data: JSON.stringify(b.data),
         })),
       )
+      .returning('id')
       .execute();
+    // Imported leads and contacts get the mail already stored for their addresses.
+    await linkRecordsToMail(
+      deps,
+      actor.orgId,
+      rows.map((r) => r.id),
+    );
     result.imported += batch.length;
     batch = [];
     onProgress?.(result.imported + result.rejectedCount);

@@ -1,6 +1,7 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
+import { linkRecordsToMail } from '../mailbox/links.ts';
 import { type Actor, requireModule } from './access.ts';
 import { displayName, nameFields } from './catalog.ts';
 import {
@@ -359,6 +360,7 @@ export async function createRecord(
     })
     .returning('id')
     .executeTakeFirstOrThrow();
+  await linkRecordsToMail(deps, actor.orgId, [row.id]);
   return (await present(deps, actor, s, [await fetchRow(deps, actor, s, row.id)]))[0];
 }
 
@@ -395,6 +397,8 @@ export async function updateRecord(
       .where('org_id', '=', actor.orgId)
       .where('id', '=', id)
       .execute();
+    // A new address brings the mail already stored for it.
+    await linkRecordsToMail(tdeps, actor.orgId, [id]);
     return (await present(tdeps, actor, s, [await fetchRow(tdeps, actor, s, id)]))[0];
   });
 }

@@ -67,3 +67,34 @@ export async function linkMails(
     role: r.role,
   }));
 }
+
+/**
+ * Links the stored mail of the given records' addresses to them: a Lead or Contact created (or
+ * given a new address) after its mail was synced still shows its conversations. Other modules'
+ * records are ignored. One query over the participants index, then linkMails.
+ */
+export async function linkRecordsToMail(
+  deps: Pick<Deps, 'db'>,
+  orgId: string,
+  recordIds: readonly string[],
+): Promise<NewLink[]> {
+  if (!recordIds.length) return [];
+  const mails = await sql<{ id: string }>`
+    WITH addrs AS (
+      SELECT DISTINCT lower(v.value) AS addr
+      FROM records r
+      JOIN modules m ON m.id = r.module_id AND m.org_id = r.org_id
+        AND m.api_name = ANY(${[...LINKED_MODULES]}::text[])
+      JOIN fields f ON f.module_id = m.id AND f.org_id = r.org_id AND f.type = 'email'
+      CROSS JOIN LATERAL (SELECT r.data ->> f.api_name) AS v(value)
+      WHERE r.org_id = ${orgId} AND r.id = ANY(${[...recordIds]}::uuid[]) AND v.value IS NOT NULL
+    )
+    SELECT mm.id FROM mail_messages mm
+    WHERE mm.org_id = ${orgId}
+      AND mm.participants && (SELECT coalesce(array_agg(addr), '{}') FROM addrs)`.execute(deps.db);
+  return linkMails(
+    deps,
+    orgId,
+    mails.rows.map((r) => r.id),
+  );
+}
