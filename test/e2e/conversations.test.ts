@@ -130,7 +130,9 @@ describe('conversations UI', () => {
     const frame = page.frameLocator('iframe.mail-frame');
     await frame.locator('#body').waitFor();
     expect(await frame.locator('#body').textContent()).toContain('Thanks, looks good');
-    expect(await view.locator('iframe').getAttribute('sandbox')).toBe('');
+    expect(await view.locator('iframe').getAttribute('sandbox')).toBe(
+      'allow-popups allow-popups-to-escape-sandbox',
+    );
     expect(await frame.locator('script').count()).toBe(0);
     expect(await frame.locator('img[src="x"]').count()).toBe(0);
     expect(await page.title()).toBe(title);

@@ -36,9 +36,10 @@ export interface MailDetail {
 export const addressText = (a: MailAddress) => (a.name ? `${a.name} <${a.address}>` : a.address);
 
 /**
- * One received or synced email. Its HTML (sanitised by the server) is shown in an iframe with an
- * empty sandbox: no scripts, no forms, no same-origin access. Remote images stay out until the
- * user asks; then the browser loads them, never the server.
+ * One received or synced email. Its HTML (sanitised by the server) is shown in a sandboxed iframe:
+ * no scripts, no forms, no same-origin access; only its links may open, in a new tab outside the
+ * sandbox (the sanitiser gives every link target=_blank and rel=noopener noreferrer). Remote images
+ * stay out until the user asks; then the browser loads them, never the server.
  */
 export function MailView({ mailId }: { mailId: string }) {
   const { t } = useTranslation();
@@ -80,7 +81,7 @@ export function MailView({ mailId }: { mailId: string }) {
         <iframe
           className="mail-frame"
           title={t('conversations.body', { subject: m.subject })}
-          sandbox=""
+          sandbox="allow-popups allow-popups-to-escape-sandbox"
           referrerPolicy="no-referrer"
           srcDoc={m.html}
         />
