@@ -95,8 +95,13 @@ export async function leaderboards(
 }> {
   const v = await visibilityOf(deps, actor);
   const [byTemplate, byUser] = await Promise.all([
-    readRollups(deps, v, { from: q.from, to: q.to, groupBy: 'template' }),
-    readRollups(deps, v, { from: q.from, to: q.to, groupBy: 'user' }),
+    readRollups(deps, v, {
+      from: q.from,
+      to: q.to,
+      groupBy: 'template',
+      only: ['sent', 'tracked', 'opened', 'clicked'],
+    }),
+    readRollups(deps, v, { from: q.from, to: q.to, groupBy: 'user', only: ['sent'] }),
   ]);
   const eligible = byTemplate.filter((r) => r.key !== '' && r.row.tracked >= q.minSends);
   const [tNames, uNames] = await Promise.all([
