@@ -26,6 +26,13 @@ beforeAll(async () => {
   app = t.app;
 });
 afterAll(async () => {
+  // Workers of other test files share this database: leave them no account of a stopped Dovecot.
+  if (t && dov)
+    await t.deps.db
+      .deleteFrom('mailbox_accounts')
+      .where('host', '=', '127.0.0.1')
+      .where('port', 'in', [dov.imapPort, dov.pop3Port])
+      .execute();
   await t?.stop();
   await dov?.stop();
 });
@@ -175,6 +182,12 @@ describe('mailbox accounts API', () => {
       code: 'auth',
     });
     expect(await test({ security: 'tls', port: dov.imapsPort })).toMatchObject({ ok: false, code: 'tls' });
+    // STARTTLS offered, but its self-signed certificate is refused.
+    expect(await test({ security: 'starttls' })).toMatchObject({ ok: false, code: 'tls' });
+    expect(await test({ security: 'starttls', protocol: 'pop3', port: dov.pop3Port })).toMatchObject({
+      ok: false,
+      code: 'tls',
+    });
     // Plain IMAP port spoken to in TLS: the handshake fails.
     expect(await test({ security: 'tls' })).toMatchObject({ ok: false, code: 'tls' });
     expect(await test({ host: 'no-such-host.invalid' })).toMatchObject({ ok: false, code: 'not_found' });

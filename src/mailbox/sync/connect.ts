@@ -34,6 +34,8 @@ export async function openImap(s: MailboxSettings, opts: { timeoutMs?: number } 
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: 5 * 60_000,
+    // RFC 2177: servers may drop a client idle for 30 minutes; IDLE is re-issued well before.
+    maxIdleTime: 20 * 60_000,
   });
   // A dropped connection is reported through the pending command; without a listener the event would throw.
   client.on('error', () => {});

@@ -186,8 +186,10 @@ async function holdIdle(
   client.on('close', poke);
   let lastFull = Date.now();
   while (!ctl.stopping() && !lost() && client.usable) {
-    await client.mailboxOpen(inbox, { readOnly: true });
-    client.idle().catch(() => {}); // ends when the next command is sent
+    // A sync leaves the last folder (Sent) selected; IDLE watches the Inbox.
+    if (client.mailbox === false || client.mailbox.path !== inbox)
+      await client.mailboxOpen(inbox, { readOnly: true });
+    if (!client.idling) client.idle().catch(() => {}); // ends when the next command is sent
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, ctl.checkMs);
       wake = () => {
