@@ -11,7 +11,7 @@ import type { Deps } from '../../deps.ts';
 import { ingestMail } from '../ingest.ts';
 import { normalizeMessageId } from '../parse.ts';
 import type { IngestItem, MailAddress, MailAttachmentInput, MailInput } from '../types.ts';
-import { advanceCursor, type FolderCursor, planFolder } from './cursor.ts';
+import { advanceCursor, type FolderCursor, isIdle, planFolder } from './cursor.ts';
 import { pickFolders } from './folders.ts';
 
 export interface SyncAccount {
@@ -62,14 +62,17 @@ async function syncFolder(
 ): Promise<SyncStats> {
   const db = deps.db;
   const started = Date.now();
-  const mb = await client.mailboxOpen(path, { readOnly: true });
+  // The stored cursor is read while the server answers SELECT.
+  const [mb, row] = await Promise.all([
+    client.mailboxOpen(path, { readOnly: true }),
+    db
+      .selectFrom('mailbox_folders')
+      .selectAll()
+      .where('account_id', '=', account.id)
+      .where('path', '=', path)
+      .executeTakeFirst(),
+  ]);
   const selectMs = Date.now() - started;
-  const row = await db
-    .selectFrom('mailbox_folders')
-    .selectAll()
-    .where('account_id', '=', account.id)
-    .where('path', '=', path)
-    .executeTakeFirst();
   const cursor: FolderCursor | null = row
     ? {
         uidvalidity: row.uidvalidity,
@@ -165,17 +168,19 @@ async function syncFolder(
     }
   }
 
-  await db
-    .updateTable('mailbox_folders')
-    .set({
-      uidnext: plan.done.uidnext,
-      highest_modseq: plan.done.highestModseq,
-      last_uid: sql<number>`GREATEST(last_uid, ${plan.done.lastUid})`,
-      synced_at: deps.clock.now(),
-    })
-    .where('account_id', '=', account.id)
-    .where('path', '=', path)
-    .execute();
+  // Nothing changed (the usual poll): the stored cursor is already right.
+  if (!isIdle(plan) || cursor?.uidnext !== plan.done.uidnext)
+    await db
+      .updateTable('mailbox_folders')
+      .set({
+        uidnext: plan.done.uidnext,
+        highest_modseq: plan.done.highestModseq,
+        last_uid: sql<number>`GREATEST(last_uid, ${plan.done.lastUid})`,
+        synced_at: deps.clock.now(),
+      })
+      .where('account_id', '=', account.id)
+      .where('path', '=', path)
+      .execute();
   deps.log.debug(
     {
       account: account.id,
