@@ -113,6 +113,14 @@ export async function moduleIdOf(deps: Deps, orgId: string, apiName: string): Pr
   return m.id;
 }
 
+const KEY_COLS: Record<GroupBy, string[]> = {
+  none: [],
+  date: [],
+  template: ['template_id'],
+  version: ['template_id', 'template_version'],
+  module: ['module_id'],
+  user: ['user_id'],
+};
 const KEY: Record<Exclude<GroupBy, 'date'>, RawBuilder<unknown>> = {
   none: sql`''`,
   template: sql`coalesce(template_id::text, '')`,
@@ -165,16 +173,8 @@ export async function readRollups(
     keys.map((k) => sql`sum(${sql.ref(COLUMNS[k])})::bigint AS ${sql.ref(k)}`),
     sql`, `,
   );
-  const cols = sql.raw(
-    [
-      'bucket',
-      'user_id',
-      'module_id',
-      'template_id',
-      'template_version',
-      ...keys.map((k) => COLUMNS[k]),
-    ].join(', '),
-  );
+  // Only the columns the key needs: a leaderboard is then read from its covering index alone.
+  const cols = sql.raw(['bucket', ...KEY_COLS[q.groupBy], ...keys.map((k) => COLUMNS[k])].join(', '));
   const full = (r: Record<string, number>) => ({ ...emptyRow(), ...r }) as Row;
   if (q.groupBy === 'date') {
     // Each local day from its UTC day's row, corrected by the 15-minute rows between the UTC and the

@@ -41,3 +41,6 @@ CREATE INDEX report_rollups_user_idx ON report_rollups (org_id, level, grain, us
   WHERE level IN (1, 3);
 CREATE INDEX report_rollups_template_idx ON report_rollups (org_id, level, grain, template_id, bucket)
   WHERE level IN (2, 3);
+-- The template leaderboard over a long range: read from this index alone (no table rows).
+CREATE INDEX report_rollups_board_idx ON report_rollups (org_id, level, grain, bucket)
+  INCLUDE (template_id, sent, tracked, opened, clicked) WHERE level = 2;
