@@ -421,6 +421,53 @@ describe('ingestMail', () => {
     expect(msg.replied_at).toBeNull();
   });
 
+  it('stores an out-of-office answer in the conversation without counting it replied or received', async () => {
+    const sent = await parleyMessage(org, contact, contactId, 'Proposal');
+    const ooo = await mailOf({
+      from: contact,
+      to: me,
+      subject: 'Automatic reply: Proposal',
+      messageId: `<ooo.${tag}@client.example>`,
+      inReplyTo: sent.msgId,
+      references: [sent.msgId],
+      headers: { 'Auto-Submitted': 'auto-replied', 'X-Auto-Response-Suppress': 'All' },
+    });
+    expect(ooo.autoReply).toBe(true);
+    const r = await ingestMail(deps, org.orgId, [itemOf(ooo, loc(accountA, org.adminId))]);
+    expect((await mailRow(r.mails[0].id)).thread_id).toBe(sent.id);
+    const msg = await deps.db
+      .selectFrom('messages')
+      .select('replied_at')
+      .where('id', '=', sent.id)
+      .executeTakeFirstOrThrow();
+    expect(msg.replied_at).toBeNull();
+    const events = await deps.db
+      .selectFrom('email_events')
+      .select('kind')
+      .where('org_id', '=', org.orgId)
+      .where((eb) =>
+        eb.or([eb('message_id', '=', sent.id), sql<boolean>`data ->> 'mailId' = ${r.mails[0].id}`]),
+      )
+      .execute();
+    expect(events).toEqual([]);
+    // The person's own answer afterwards counts.
+    const human = await mailOf({
+      from: contact,
+      to: me,
+      subject: 'Re: Proposal',
+      inReplyTo: sent.msgId,
+      messageId: `<human.${tag}@client.example>`,
+    });
+    expect(human.autoReply).toBe(false);
+    await ingestMail(deps, org.orgId, [itemOf(human, loc(accountA, org.adminId))]);
+    const after = await deps.db
+      .selectFrom('messages')
+      .select('replied_at')
+      .where('id', '=', sent.id)
+      .executeTakeFirstOrThrow();
+    expect(after.replied_at).not.toBeNull();
+  });
+
   it('lifts a soft-bounce suppression when the address writes in, but not an unsubscribe', async () => {
     const bouncy = `bouncy.${tag}@client.example`;
     const gone = `gone.${tag}@client.example`;

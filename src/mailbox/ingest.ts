@@ -183,6 +183,7 @@ async function ingestIn(deps: Deps, orgId: string, items: IngestItem[]): Promise
         date: f.item.mail.date,
         inReplyTo: f.item.mail.inReplyTo,
         references: f.item.mail.references,
+        autoReply: !!f.item.mail.autoReply,
       })),
       links,
       own,

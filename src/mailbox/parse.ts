@@ -2,6 +2,7 @@
 // their bytes are kept only when the caller says no mailbox can serve them later (BCC dropbox).
 import { createHash } from 'node:crypto';
 import { type AddressObject, simpleParser } from 'mailparser';
+import { isAutoReply } from './auto-reply.ts';
 import type { MailAddress, MailInput } from './types.ts';
 
 /** Message-IDs keep their angle brackets (as messages.message_id_header does). */
@@ -50,12 +51,18 @@ export async function mailInputFromRaw(
   const keepUpTo = opts.keepAttachmentsUpTo;
   const date = parsed.date && !Number.isNaN(parsed.date.getTime()) ? parsed.date : new Date();
   const inReplyTo = referenceIds(parsed.inReplyTo)[0] ?? null;
+  const from = addresses(parsed.from)[0] ?? null;
+  const header = (name: string) => {
+    const v = parsed.headers.get(name);
+    if (v === undefined || v === null) return undefined;
+    return typeof v === 'string' ? v : typeof v === 'object' && 'value' in v ? String(v.value) : String(v);
+  };
   return {
     messageId: normalizeMessageId(parsed.messageId),
     inReplyTo,
     references: referenceIds(parsed.references),
     subject: (parsed.subject ?? '').trim(),
-    from: addresses(parsed.from)[0] ?? null,
+    from,
     to: addresses(parsed.to),
     cc: addresses(parsed.cc),
     date,
@@ -71,5 +78,6 @@ export async function mailInputFromRaw(
     })),
     size: raw.length,
     contentHash: createHash('sha256').update(raw).digest('hex'),
+    autoReply: isAutoReply(header, from?.address ?? null, header('content-type') ?? null),
   };
 }

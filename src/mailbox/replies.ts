@@ -15,6 +15,8 @@ export interface NewMail {
   date: Date;
   inReplyTo: string | null;
   references: string[];
+  /** Auto-replies and delivery reports are stored but count as neither replied nor received. */
+  autoReply: boolean;
 }
 
 /**
@@ -35,7 +37,7 @@ export async function noteIncoming(
   links: readonly NewLink[],
   own: ReadonlySet<string>,
 ): Promise<void> {
-  const incoming = mails.filter((m) => m.from && !own.has(m.from));
+  const incoming = mails.filter((m) => m.from && !own.has(m.from) && !m.autoReply);
   if (!incoming.length) return;
   const events: NewEmailEvent[] = [];
 

@@ -33,6 +33,8 @@ export interface MailInput {
   size: number | null;
   /** sha256 hex of the raw message (or of its headers and text): the key when Message-ID is missing. */
   contentHash: string;
+  /** Written by no person: an auto-reply or a delivery report (auto-reply.ts). */
+  autoReply?: boolean;
 }
 
 /** Where a synced copy lives, in one of a user's mailboxes. */

@@ -16,6 +16,7 @@ export interface RawSpec {
   text?: string;
   html?: string;
   attachments?: { filename: string; content: string | Buffer; contentType?: string; cid?: string }[];
+  headers?: Record<string, string>;
 }
 
 export async function rawMail(s: RawSpec): Promise<Buffer> {
@@ -31,6 +32,7 @@ export async function rawMail(s: RawSpec): Promise<Buffer> {
     text: s.text,
     html: s.html,
     attachments: s.attachments,
+    headers: s.headers,
   });
   const raw = await mc.compile().build();
   // nodemailer always adds a Message-ID; a mail without one is made by removing it.

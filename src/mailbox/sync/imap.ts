@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { FetchMessageObject, ImapFlow, MessageAddressObject, MessageStructureObject } from 'imapflow';
 import { sql } from 'kysely';
 import type { Deps } from '../../deps.ts';
+import { AUTO_REPLY_HEADERS, headerReader, isAutoReply } from '../auto-reply.ts';
 import { ingestMail } from '../ingest.ts';
 import { normalizeMessageId } from '../parse.ts';
 import type { IngestItem, MailAddress, MailAttachmentInput, MailInput } from '../types.ts';
@@ -318,7 +319,7 @@ async function fetchBatch(
       bodyStructure: true,
       internalDate: true,
       size: true,
-      headers: ['references'],
+      headers: ['references', 'content-type', ...AUTO_REPLY_HEADERS],
     },
     { uid: true },
   );
@@ -360,6 +361,7 @@ async function fetchBatch(
     const cc = addresses(env.cc);
     const date = validDate(env.date) ?? validDate(m.internalDate) ?? new Date();
     const messageId = normalizeMessageId(env.messageId);
+    const header = headerReader(m.headers?.toString('utf8') ?? '');
     const attachments: MailAttachmentInput[] = s.attachments.map(({ node, part }) => ({
       filename: node.dispositionParameters?.filename ?? node.parameters?.name ?? null,
       contentType: node.type.toLowerCase(),
@@ -378,6 +380,11 @@ async function fetchBatch(
       messageId,
       inReplyTo: normalizeMessageId(/<[^<>\s]+>/.exec(env.inReplyTo ?? '')?.[0]),
       references: referencesOf(m.headers),
+      autoReply: isAutoReply(
+        header,
+        from?.address ?? null,
+        header('content-type') ?? m.bodyStructure?.type ?? null,
+      ),
       subject: (env.subject ?? '').trim(),
       from,
       to,
