@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Deps } from '../deps.ts';
+import { applyLeadRules } from './inbox/lead-rules.ts';
 import { linkMails, type NewLink } from './links.ts';
 import { noteIncoming, ownAddresses } from './replies.ts';
 import {
@@ -194,6 +195,12 @@ async function ingestIn(deps: Deps, orgId: string, items: IngestItem[]): Promise
     deps,
     orgId,
     items.map((it, i) => ({ mailId: ids.get(keys[i]) as string, item: it })),
+  );
+  // Senders of new incoming mail may become Leads or Contacts by the users' rules (SalesInbox).
+  await applyLeadRules(
+    deps,
+    orgId,
+    [...created].map((k) => ids.get(k) as string),
   );
 
   const answered = new Set<string>();

@@ -237,7 +237,10 @@ async function addSender(
     deps.log.warn({ rule: rule.id, errors: checked.errors }, 'lead rule could not add a sender');
     return false;
   }
-  return deps.db.transaction().execute(async (trx) => {
+  // Inside ingest's transaction when it runs us (the new record commits with the mail), else our own.
+  const inTransaction = <T>(fn: (trx: Deps['db']) => Promise<T>) =>
+    deps.db.isTransaction ? fn(deps.db) : deps.db.transaction().execute(fn);
+  return inTransaction(async (trx) => {
     // Claimed first: two ingests of the same sender at once add it once.
     const claim = await trx
       .insertInto('mail_lead_rule_adds')
