@@ -362,12 +362,14 @@ try {
   const rate = streamed / ((performance.now() - t1 + 3_000) / 1000);
   log(`streaming: ${streamed} events and ${sends} sends at ${rate.toFixed(0)} events/s`);
   await streamer.end();
+  log('streaming: stopped; draining');
   // Every writer has stopped: the worker (and we) may read right up to now.
   for (;;) {
     const e = await eventsPass(deps);
     const s = await sentPass(deps, { lagMs: 0 });
     if (e === 0 && s === 0) break;
   }
+  log('streaming: drained; stopping the worker');
   await worker.stop();
   await check('after streaming');
 

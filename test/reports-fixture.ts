@@ -97,7 +97,8 @@ export async function drain(deps: Deps) {
   for (;;) {
     const e = await eventsPass(deps);
     const s = await sentPass(deps, { lagMs: 0 });
-    if (e <= 0 && s <= 0) return;
+    // -1: another worker holds a cursor (its batch is not ours to skip): try again.
+    if (e === 0 && s === 0) return;
   }
 }
 

@@ -168,6 +168,8 @@ describe('report rollups', () => {
       tracked: true,
       sentAt: new Date(), // after the rebuild moved the cursor
     });
+    // a send time with microseconds (as now() writes): the cursor must keep them, or it reads it again
+    await sql`UPDATE messages SET sent_at = clock_timestamp() WHERE id = ${extra}`.execute(a.db);
     await recordEvents(a.db, [
       {
         orgId: f.orgId,

@@ -132,15 +132,15 @@ export async function sentPass(deps: Deps, opts: { limit?: number; lagMs?: numbe
   await sql`INSERT INTO feed_cursors (name) VALUES (${SENT_CURSOR}) ON CONFLICT DO NOTHING`.execute(deps.db);
   return deps.db.transaction().execute(async (trx) => {
     const cur = (
-      await sql<{ at: Date | null; message_id: string | null }>`
-        SELECT at, message_id FROM feed_cursors WHERE name = ${SENT_CURSOR} FOR UPDATE SKIP LOCKED`.execute(
+      await sql<{ at: string | null; message_id: string | null }>`
+        SELECT at::text AS at, message_id FROM feed_cursors WHERE name = ${SENT_CURSOR} FOR UPDATE SKIP LOCKED`.execute(
         trx,
       )
     ).rows[0];
     if (!cur) return -1;
     const rows = (
-      await sql<{ id: string; sent_at: Date }>`
-        SELECT id, sent_at FROM messages
+      await sql<{ id: string; sent_at: string }>`
+        SELECT id, sent_at::text AS sent_at FROM messages
         WHERE (sent_at, id) > (${cur.at ?? '-infinity'}::timestamptz, ${cur.message_id ?? '00000000-0000-0000-0000-000000000000'}::uuid)
           AND sent_at <= ${horizon(opts.lagMs ?? 30_000)}
         ORDER BY sent_at, id LIMIT ${limit}`.execute(trx)
@@ -148,7 +148,8 @@ export async function sentPass(deps: Deps, opts: { limit?: number; lagMs?: numbe
     if (!rows.length) return 0;
     await applyFacts(trx, sentFacts(sql`m.id = ANY(${rows.map((r) => r.id)}::uuid[])`));
     const last = rows[rows.length - 1];
-    await sql`UPDATE feed_cursors SET at = ${last.sent_at}, message_id = ${last.id}, updated_at = now()
+    // As text: a JS Date would drop the microseconds and the last rows would be read again.
+    await sql`UPDATE feed_cursors SET at = ${last.sent_at}::timestamptz, message_id = ${last.id}, updated_at = now()
       WHERE name = ${SENT_CURSOR}`.execute(trx);
     return rows.length;
   });
