@@ -134,6 +134,13 @@ async function confirmationLink(orgId: string, to: string) {
 
 let a: Org;
 let rep: string;
+const confirmSender = (token: string) =>
+  t.app.inject({
+    method: 'POST',
+    url: '/dropbox/verify',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ token }).toString(),
+  });
 
 beforeAll(async () => {
   t = await startTestApp();
@@ -145,11 +152,17 @@ beforeAll(async () => {
   expect(added.status).toBe(201);
   expect(added.body).toMatchObject({ email: rep, verified: false });
   const link = await confirmationLink(a.orgId, rep);
+  // Opening the link only asks (a link scanner's GET confirms nothing); the page's button confirms.
   const opened = await t.app.inject({ method: 'GET', url: `${link.pathname}${link.search}` });
   expect(opened.statusCode).toBe(200);
-  expect(opened.body).toContain('Address confirmed');
+  expect(opened.body).toContain('<button type="submit">Confirm</button>');
+  const unconfirmed = (await a.admin.req('GET', '/api/admin/dropbox')).body.senders;
+  expect(unconfirmed.find((s: any) => s.email === rep).verified).toBe(false);
+  const confirmed = await confirmSender(link.searchParams.get('token') as string);
+  expect(confirmed.statusCode).toBe(200);
+  expect(confirmed.body).toContain('Address confirmed');
   // Works once.
-  expect((await t.app.inject({ method: 'GET', url: `${link.pathname}${link.search}` })).statusCode).toBe(400);
+  expect((await confirmSender(link.searchParams.get('token') as string)).statusCode).toBe(400);
   // The admin's login email is verified at once.
   const own = await a.admin.req('POST', '/api/admin/dropbox/senders', { email: a.adminEmail });
   expect(own.body).toMatchObject({ email: a.adminEmail.toLowerCase(), verified: true });
@@ -628,6 +641,6 @@ describe('access', () => {
     expect(
       (await a.admin.req('POST', `/api/admin/dropbox/items/${item.id}/assign`, { recordIds: ['x'] })).status,
     ).toBe(400);
-    expect((await t.app.inject({ method: 'GET', url: '/dropbox/verify?token=abc' })).statusCode).toBe(400);
+    expect((await confirmSender('abc')).statusCode).toBe(400);
   });
 });

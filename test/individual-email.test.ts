@@ -125,16 +125,32 @@ describe('individual email', () => {
     const body = await admin.req('GET', `/api/outbox/${confirm.messageId}`);
     const link = /https?:\/\/\S+\/org-addresses\/verify\?token=[\w-]+/.exec(body.body.text)?.[0] as string;
     expect(link).toBeTruthy();
-    const bad = await t.app.inject({
-      method: 'GET',
-      url: '/org-addresses/verify?token=forged-token-forged-token',
-    });
-    expect(bad.statusCode).toBe(400);
-    const ok = await t.app.inject({ method: 'GET', url: link.replace(/^https?:\/\/[^/]+/, '') });
+    // Opening the link only asks (a link scanner's GET confirms nothing); the button confirms.
+    const confirmBy = (token: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/org-addresses/verify',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams({ token }).toString(),
+      });
+    const opened = await t.app.inject({ method: 'GET', url: link.replace(/^https?:\/\/[^/]+/, '') });
+    expect(opened.statusCode).toBe(200);
+    expect(opened.body).toContain('<form method="post" action="/org-addresses/verify">');
+    expect(
+      (
+        await admin.req('POST', `${url}/emails`, {
+          subject: 's',
+          html: '<p>x</p>',
+          from: { kind: 'org_address', orgAddressId: id },
+        })
+      ).status,
+    ).toBe(400);
+    expect((await confirmBy('forged-token-forged-token')).statusCode).toBe(400);
+    const token = new URL(link).searchParams.get('token') as string;
+    const ok = await confirmBy(token);
     expect(ok.statusCode).toBe(200);
     expect(ok.body).toContain('can now be used');
-    const again = await t.app.inject({ method: 'GET', url: link.replace(/^https?:\/\/[^/]+/, '') });
-    expect(again.statusCode).toBe(400); // single use
+    expect((await confirmBy(token)).statusCode).toBe(400); // single use
     const now = await admin.req('POST', `${url}/emails`, {
       subject: 's',
       html: '<p>x</p>',

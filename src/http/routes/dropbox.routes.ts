@@ -12,16 +12,7 @@ import {
   verifySender,
 } from '../../mailbox/dropbox/senders.service.ts';
 import { actorOf } from '../auth.ts';
-
-const escapeHtml = (s: string) =>
-  s.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string,
-  );
-const page = (title: string, body: string) =>
-  `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
-  '<meta name="viewport" content="width=device-width"><style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}</style>' +
-  `</head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(body)}</p></body></html>`;
+import { confirmationLink } from '../plain-pages.ts';
 
 const idParams = z.object({ id: z.string().max(64) });
 
@@ -87,22 +78,13 @@ export function dropboxRoutes(app: FastifyInstance, deps: Deps) {
     discardItem(deps, actorOf(req), req.params.id),
   );
 
-  r.get(
+  confirmationLink(
+    app,
     '/dropbox/verify',
-    { schema: { hide: true, querystring: z.object({ token: z.string().max(200).default('') }) } },
-    async (req, reply) => {
-      reply
-        .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
-        .type('text/html');
-      try {
-        const { email } = await verifySender(deps, req.query.token);
-        return page(
-          'Address confirmed',
-          `Email from ${email} that is copied to the BCC dropbox is now attached to the CRM records it was sent to.`,
-        );
-      } catch (e) {
-        return reply.status(400).send(page('This link does not work', (e as Error).message));
-      }
+    { question: 'Confirm this address for the BCC dropbox', done: 'Address confirmed' },
+    async (token) => {
+      const { email } = await verifySender(deps, token);
+      return `Email from ${email} that is copied to the BCC dropbox is now attached to the CRM records it was sent to.`;
     },
   );
 }

@@ -21,6 +21,7 @@ import {
 } from '../../sending/org-addresses.service.ts';
 import { latestEmailStatuses } from '../../tracking/record-status.ts';
 import { actorOf } from '../auth.ts';
+import { confirmationLink } from '../plain-pages.ts';
 
 const choice = z
   .object({ kind: z.enum(['user', 'org_address', 'owner', 'template']), orgAddressId: z.uuid().optional() })
@@ -37,16 +38,6 @@ const compose = z
     replyTo: choice.nullable().optional(),
   })
   .strict();
-
-const escapeHtml = (s: string) =>
-  s.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string,
-  );
-const page = (title: string, body: string) =>
-  `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
-  '<meta name="viewport" content="width=device-width"><style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}</style>' +
-  `</head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(body)}</p></body></html>`;
 
 // Individual email (F3.1, F3.2), organization addresses (F6.1) and the daily usage (F3.7).
 export function individualRoutes(app: FastifyInstance, deps: Deps) {
@@ -172,19 +163,13 @@ export function individualRoutes(app: FastifyInstance, deps: Deps) {
     },
   );
   // The confirmation link from the email: a page, not an API call (no sign-in, no JSON).
-  r.get(
+  confirmationLink(
+    app,
     '/org-addresses/verify',
-    { schema: { hide: true, querystring: z.object({ token: z.string().max(200).default('') }) } },
-    async (req, reply) => {
-      reply
-        .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
-        .type('text/html');
-      try {
-        const { email } = await verifyOrgAddress(deps, req.query.token);
-        return page('Address confirmed', `${email} can now be used as a From address in Parley.`);
-      } catch (e) {
-        return reply.status(400).send(page('This link does not work', (e as Error).message));
-      }
+    { question: 'Confirm this address for sending from Parley', done: 'Address confirmed' },
+    async (token) => {
+      const { email } = await verifyOrgAddress(deps, token);
+      return `${email} can now be used as a From address in Parley.`;
     },
   );
 

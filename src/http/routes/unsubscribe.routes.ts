@@ -1,18 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Deps } from '../../deps.ts';
 import { maskAddress, unsubscribe, unsubscribeTarget } from '../../tracking/unsubscribe.ts';
-
-const esc = (s: string) =>
-  s.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string,
-  );
-const page = (title: string, body: string) =>
-  `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +
-  `<meta name="robots" content="noindex"><title>${esc(title)}</title>` +
-  '<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#222}button{font-size:1rem;padding:.5rem 1.2rem}</style>' +
-  `</head><body><h1>${esc(title)}</h1>${body}</body></html>`;
-const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'";
+import { acceptForms, escapeHtml, htmlPage, plainPage } from '../plain-pages.ts';
 
 // The unsubscribe endpoint of List-Unsubscribe (RFC 8058) and of the visible link. GET only shows
 // a confirmation page (link scanners follow GETs); POST unsubscribes, with or without a body, from
@@ -21,31 +10,32 @@ const CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'";
 export function unsubscribeRoutes(app: FastifyInstance, deps: Deps) {
   app.register(async (scope) => {
     // One-click bodies are "List-Unsubscribe=One-Click"; their content does not matter here.
-    for (const type of ['application/x-www-form-urlencoded', 'multipart/form-data'])
-      scope.addContentTypeParser(type, { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) =>
-        done(null, body),
-      );
+    acceptForms(scope);
     scope.get<{ Params: { token: string } }>('/u/:token', { schema: { hide: true } }, async (req, reply) => {
-      reply.header('content-security-policy', CSP).header('cache-control', 'no-store').type('text/html');
+      plainPage(reply);
       const t = await unsubscribeTarget(deps, req.params.token);
       if (!t)
-        return reply.status(404).send(page('Link not valid', '<p>This unsubscribe link is not valid.</p>'));
-      return page(
+        return reply
+          .status(404)
+          .send(htmlPage('Link not valid', '<p>This unsubscribe link is not valid.</p>'));
+      return htmlPage(
         `Unsubscribe from ${t.orgName}`,
-        `<p>Stop email from ${esc(t.orgName)} to ${esc(maskAddress(t.address))}?</p>` +
-          `<form method="post" action="/u/${esc(req.params.token)}"><input type="hidden" name="List-Unsubscribe" value="One-Click">` +
+        `<p>Stop email from ${escapeHtml(t.orgName)} to ${escapeHtml(maskAddress(t.address))}?</p>` +
+          `<form method="post" action="/u/${escapeHtml(req.params.token)}"><input type="hidden" name="List-Unsubscribe" value="One-Click">` +
           '<button type="submit">Unsubscribe</button></form>',
       );
     });
     scope.post<{ Params: { token: string } }>('/u/:token', { schema: { hide: true } }, async (req, reply) => {
-      reply.header('content-security-policy', CSP).header('cache-control', 'no-store').type('text/html');
+      plainPage(reply);
       const t = await unsubscribeTarget(deps, req.params.token);
       if (!t)
-        return reply.status(404).send(page('Link not valid', '<p>This unsubscribe link is not valid.</p>'));
+        return reply
+          .status(404)
+          .send(htmlPage('Link not valid', '<p>This unsubscribe link is not valid.</p>'));
       await unsubscribe(deps, t);
-      return page(
+      return htmlPage(
         'You are unsubscribed',
-        `<p>${esc(t.orgName)} will not send email to ${esc(maskAddress(t.address))} again.</p>`,
+        `<p>${escapeHtml(t.orgName)} will not send email to ${escapeHtml(maskAddress(t.address))} again.</p>`,
       );
     });
   });
