@@ -185,3 +185,105 @@ describe('report rollups', () => {
     await expectRollupsEqualRaw(a, f.orgId);
   });
 });
+
+describe('report rollups while mail streams in', () => {
+  it('equal the raw counts after writers and two workers ran at once', async () => {
+    const w = testDeps();
+    try {
+      const f = await reportFixture(a);
+      const rnd = prng(20261201);
+      // Transaction ids about to cross a power of ten while the workers read (ordered as text,
+      // '1000' < '999', the feed once skipped events there and read others twice).
+      const xid = Number(
+        (await sql<{ x: string }>`SELECT pg_current_xact_id()::text AS x`.execute(a.db)).rows[0].x,
+      );
+      const burn = 10 ** String(xid).length - 150 - xid;
+      if (burn > 0 && burn < 50_000)
+        await sql`DO $$ BEGIN FOR i IN 1..${sql.lit(burn)} LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$`.execute(
+          a.db,
+        );
+      const sent: string[] = [];
+      const queued: string[] = [];
+      let writing = true;
+      const kinds = ['opened', 'opened', 'clicked', 'bounced', 'replied', 'received'] as const;
+      // Many small transactions, some held open a moment (they keep the feed and the horizon back).
+      const writer = async (seed: number) => {
+        const r = prng(seed);
+        for (let i = 0; i < 150; i++) {
+          const mine: string[] = [];
+          const later: string[] = [];
+          await w.db.transaction().execute(async (trx) => {
+            const x = r();
+            if (x < 0.3 || !sent.length) {
+              const t = f.templates[Math.floor(r() * f.templates.length)];
+              const now = r() < 0.8;
+              const id = (
+                await sql<{ id: string }>`
+                  INSERT INTO messages (org_id, kind, module_id, template_id, template_version, sender_id,
+                    from_address, to_address, subject, message_id_header, transport, status, expires_at, tracked, sent_at)
+                  VALUES (${f.orgId}, 'mass', ${t.moduleId}, ${t.id}, 1, ${f.users[Math.floor(r() * 3)]}, 'me@t.example',
+                    'you@t.example', 's', ${`<${randomUUID()}@t.example>`}, 'relay', ${now ? 'sent' : 'queued'},
+                    now() + interval '1 day', ${r() < 0.7}, ${now ? sql`now()` : null})
+                  RETURNING id`.execute(trx)
+              ).rows[0].id;
+              (now ? mine : later).push(id);
+            } else if (x < 0.4 && queued.length) {
+              const id = queued.splice(Math.floor(r() * queued.length), 1)[0];
+              await sql`UPDATE messages SET status = 'sent', sent_at = now() WHERE id = ${id}`.execute(trx);
+              mine.push(id);
+            }
+            const known = [...sent, ...mine];
+            if (known.length) {
+              const batch: NewEmailEvent[] = [];
+              for (let k = 0, n = 1 + Math.floor(r() * 6); k < n; k++) {
+                const kind = kinds[Math.floor(r() * kinds.length)];
+                batch.push(
+                  kind === 'received'
+                    ? {
+                        orgId: f.orgId,
+                        messageId: null,
+                        recordId: f.records[Math.floor(r() * 3)].id,
+                        massEmailId: null,
+                        kind,
+                        human: true,
+                        at: new Date(),
+                        data: { mailId: `m${Math.floor(r() * 20)}` },
+                      }
+                    : {
+                        orgId: f.orgId,
+                        // mostly recent messages, so twins land in transactions running at once
+                        messageId: known[Math.max(0, known.length - 1 - Math.floor(r() * 8))],
+                        recordId: null,
+                        massEmailId: null,
+                        kind,
+                        human: kind === 'opened' || kind === 'clicked' ? r() < 0.6 : true,
+                        at: new Date(),
+                      },
+                );
+              }
+              await recordEvents(trx, batch);
+            }
+            if (r() < 0.3) await sql`SELECT pg_sleep(${r() * 0.02})`.execute(trx);
+          });
+          sent.push(...mine);
+          queued.push(...later);
+        }
+      };
+      const worker = async (deps: typeof a) => {
+        while (writing) {
+          await eventsPass(deps, 1 + Math.floor(rnd() * 30));
+          // a lag: a send time is taken when its transaction begins, before it holds an xid
+          await sentPass(deps, { limit: 1 + Math.floor(rnd() * 10), lagMs: 500 });
+        }
+      };
+      const workers = Promise.all([worker(a), worker(b)]);
+      await Promise.all([writer(1), writer(2), writer(3)]);
+      writing = false;
+      await workers;
+      await drain(a);
+      await expectRollupsEqualRaw(a, f.orgId);
+    } finally {
+      await w.close();
+    }
+  }, 60_000);
+});

@@ -2,8 +2,8 @@
 // - 'reports:sent' follows messages reaching 'sent' by (sent_at, id), only as far as the horizon:
 //   a moment older than every running writing transaction (and `lagMs` more, for a send time taken
 //   before its transaction began), so a send committing late is never jumped over;
-// - 'reports:events' follows the email_events feed (webhooks/feed.ts: (txid, id) order, only
-//   transactions older than every running one).
+// - 'reports:events' follows the email_events feed (as webhooks/feed.ts reads it: (txid, id) order,
+//   only transactions older than every running one; ordered by the xid8 column, never its text).
 // Each batch's counters and its cursor move commit in one transaction, and a fact counts only when
 // it is the first of its kind for its message in feed order (a duplicate event finds its twin), so
 // two workers, crashes and replays all count each fact exactly once. The rebuild computes the same
@@ -11,7 +11,7 @@
 import { type RawBuilder, sql, type Transaction } from 'kysely';
 import type { DB } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
-import { type FeedLoop, readEventFeed, startFeedLoop } from '../webhooks/feed.ts';
+import { type FeedLoop, startFeedLoop } from '../webhooks/feed.ts';
 
 export const SENT_CURSOR = 'reports:sent';
 export const EVENTS_CURSOR = 'reports:events';
@@ -140,10 +140,10 @@ export async function sentPass(deps: Deps, opts: { limit?: number; lagMs?: numbe
     if (!cur) return -1;
     const rows = (
       await sql<{ id: string; sent_at: string }>`
-        SELECT id, sent_at::text AS sent_at FROM messages
-        WHERE (sent_at, id) > (${cur.at ?? '-infinity'}::timestamptz, ${cur.message_id ?? '00000000-0000-0000-0000-000000000000'}::uuid)
-          AND sent_at <= ${horizon(opts.lagMs ?? 30_000)}
-        ORDER BY sent_at, id LIMIT ${limit}`.execute(trx)
+        SELECT m.id, m.sent_at::text AS sent_at FROM messages m
+        WHERE (m.sent_at, m.id) > (${cur.at ?? '-infinity'}::timestamptz, ${cur.message_id ?? '00000000-0000-0000-0000-000000000000'}::uuid)
+          AND m.sent_at <= ${horizon(opts.lagMs ?? 30_000)}
+        ORDER BY m.sent_at, m.id LIMIT ${limit}`.execute(trx)
     ).rows;
     if (!rows.length) return 0;
     await applyFacts(trx, sentFacts(sql`m.id = ANY(${rows.map((r) => r.id)}::uuid[])`));
@@ -160,14 +160,41 @@ export async function applyFeedEvents(trx: Db, ids: number[]): Promise<void> {
   await applyFacts(trx, feedFacts(ids));
 }
 
-/** One batch of the email_events feed. */
-export function eventsPass(deps: Deps, limit = 2000): Promise<number> {
-  return readEventFeed(deps, EVENTS_CURSOR, limit, (trx, events) =>
-    applyFeedEvents(
-      trx,
-      events.map((e) => e.id),
-    ),
+/**
+ * One batch of the email_events feed: the feed reader of webhooks/feed.ts (cursor row locked SKIP
+ * LOCKED, (txid, id) order, only transactions older than every running one), with the batch
+ * ordered by the xid8 column itself. Ordered by txid as text ("1000" < "999"), a batch taken while
+ * transaction ids cross a power of ten skips events (the cursor lands on the text-largest, not
+ * the last) and reads others twice: rollups off both ways.
+ */
+export async function eventsPass(deps: Deps, limit = 2000): Promise<number> {
+  await sql`INSERT INTO feed_cursors (name) VALUES (${EVENTS_CURSOR}) ON CONFLICT DO NOTHING`.execute(
+    deps.db,
   );
+  return deps.db.transaction().execute(async (trx) => {
+    const c = (
+      await sql<{ txid: string; event_id: string }>`
+        SELECT txid::text AS txid, event_id::text AS event_id FROM feed_cursors
+        WHERE name = ${EVENTS_CURSOR} FOR UPDATE SKIP LOCKED`.execute(trx)
+    ).rows[0];
+    if (!c) return -1;
+    const rows = (
+      await sql<{ id: string; tx: string }>`
+        SELECT e.id::text AS id, e.txid::text AS tx FROM email_events e
+        WHERE (e.txid, e.id) > (${c.txid}::xid8, ${c.event_id}::bigint)
+          AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY e.txid, e.id LIMIT ${limit}`.execute(trx)
+    ).rows;
+    if (!rows.length) return 0;
+    await applyFeedEvents(
+      trx,
+      rows.map((r) => Number(r.id)),
+    );
+    const last = rows[rows.length - 1];
+    await sql`UPDATE feed_cursors SET txid = ${last.tx}::xid8, event_id = ${last.id}::bigint, updated_at = now()
+      WHERE name = ${EVENTS_CURSOR}`.execute(trx);
+    return rows.length;
+  });
 }
 
 /**
