@@ -5,21 +5,33 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/pool.ts';
+import type { Deps } from '../src/deps.ts';
 import { applyFeedEvents, eventsPass, rebuildRollups, sentPass } from '../src/reports/rollups.ts';
 import { type NewEmailEvent, recordEvents } from '../src/tracking/events.ts';
 import { readEventFeed } from '../src/webhooks/feed.ts';
 import { drain, expectRollupsEqualRaw, insertMessage, prng, reportFixture } from './reports-fixture.ts';
-import { testDeps } from './support/app.ts';
+import { ownDatabase } from './support/app.ts';
 
-let a: ReturnType<typeof testDeps>;
-let b: ReturnType<typeof testDeps>;
-beforeAll(() => {
-  a = testDeps();
-  b = testDeps();
+// A database of its own: the cursors are global, and other files' workers and sends in the shared
+// test database would move them under this file's backdated stream.
+let own: Awaited<ReturnType<typeof ownDatabase>>;
+let a: Deps & { close(): Promise<void> };
+let b: Deps & { close(): Promise<void> };
+/** Another pool on this file's database: a second worker process, as far as PostgreSQL can tell. */
+function depsOn(url: string): Deps & { close(): Promise<void> } {
+  const database = openDatabase(url, 5);
+  return { ...own.deps, db: database.db, close: () => database.close() };
+}
+beforeAll(async () => {
+  own = await ownDatabase();
+  a = depsOn(own.url);
+  b = depsOn(own.url);
 });
 afterAll(async () => {
-  await a.close();
-  await b.close();
+  await a?.close();
+  await b?.close();
+  await own?.deps.close();
 });
 
 describe('report rollups', () => {
@@ -188,7 +200,7 @@ describe('report rollups', () => {
 
 describe('report rollups while mail streams in', () => {
   it('equal the raw counts after writers and two workers ran at once', async () => {
-    const w = testDeps();
+    const w = depsOn(own.url);
     try {
       const f = await reportFixture(a);
       const rnd = prng(20261201);

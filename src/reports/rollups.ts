@@ -11,7 +11,7 @@
 import { type RawBuilder, sql, type Transaction } from 'kysely';
 import type { DB } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
-import { type FeedLoop, startFeedLoop } from '../webhooks/feed.ts';
+import { type FeedLoop, readEventFeed, startFeedLoop } from '../webhooks/feed.ts';
 
 export const SENT_CURSOR = 'reports:sent';
 export const EVENTS_CURSOR = 'reports:events';
@@ -160,41 +160,14 @@ export async function applyFeedEvents(trx: Db, ids: number[]): Promise<void> {
   await applyFacts(trx, feedFacts(ids));
 }
 
-/**
- * One batch of the email_events feed: the feed reader of webhooks/feed.ts (cursor row locked SKIP
- * LOCKED, (txid, id) order, only transactions older than every running one), with the batch
- * ordered by the xid8 column itself. Ordered by txid as text ("1000" < "999"), a batch taken while
- * transaction ids cross a power of ten skips events (the cursor lands on the text-largest, not
- * the last) and reads others twice: rollups off both ways.
- */
-export async function eventsPass(deps: Deps, limit = 2000): Promise<number> {
-  await sql`INSERT INTO feed_cursors (name) VALUES (${EVENTS_CURSOR}) ON CONFLICT DO NOTHING`.execute(
-    deps.db,
-  );
-  return deps.db.transaction().execute(async (trx) => {
-    const c = (
-      await sql<{ txid: string; event_id: string }>`
-        SELECT txid::text AS txid, event_id::text AS event_id FROM feed_cursors
-        WHERE name = ${EVENTS_CURSOR} FOR UPDATE SKIP LOCKED`.execute(trx)
-    ).rows[0];
-    if (!c) return -1;
-    const rows = (
-      await sql<{ id: string; tx: string }>`
-        SELECT e.id::text AS id, e.txid::text AS tx FROM email_events e
-        WHERE (e.txid, e.id) > (${c.txid}::xid8, ${c.event_id}::bigint)
-          AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
-        ORDER BY e.txid, e.id LIMIT ${limit}`.execute(trx)
-    ).rows;
-    if (!rows.length) return 0;
-    await applyFeedEvents(
+/** One batch of the email_events feed. */
+export function eventsPass(deps: Deps, limit = 2000): Promise<number> {
+  return readEventFeed(deps, EVENTS_CURSOR, limit, (trx, events) =>
+    applyFeedEvents(
       trx,
-      rows.map((r) => Number(r.id)),
-    );
-    const last = rows[rows.length - 1];
-    await sql`UPDATE feed_cursors SET txid = ${last.tx}::xid8, event_id = ${last.id}::bigint, updated_at = now()
-      WHERE name = ${EVENTS_CURSOR}`.execute(trx);
-    return rows.length;
-  });
+      events.map((e) => e.id),
+    ),
+  );
 }
 
 /**

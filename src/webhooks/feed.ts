@@ -51,11 +51,14 @@ export async function readEventFeed(
       data: Record<string, unknown>;
       txid: string;
     }>`
-      SELECT id, org_id, message_id, record_id, mass_email_id, kind, human, at, data, txid::text AS txid
-      FROM email_events
-      WHERE (txid, id) > (${c.txid}::xid8, ${c.event_id}::bigint)
-        AND txid < pg_snapshot_xmin(pg_current_snapshot())
-      ORDER BY txid, id
+      SELECT e.id, e.org_id, e.message_id, e.record_id, e.mass_email_id, e.kind, e.human, e.at, e.data,
+        e.txid::text AS txid
+      FROM email_events e
+      WHERE (e.txid, e.id) > (${c.txid}::xid8, ${c.event_id}::bigint)
+        AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+      -- By the xid8 column, not the text alias: as text "1000" < "999", and a batch taken while
+      -- transaction ids gain a digit would skip events and read others twice.
+      ORDER BY e.txid, e.id
       LIMIT ${limit}`.execute(trx);
     if (!rows.rows.length) return 0;
     await handle(
