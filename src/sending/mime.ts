@@ -231,11 +231,12 @@ export function renderMessage(s: MessageSkeleton, r: RecipientParts): Buffer {
   const head = s.fixedHeaders + recipientHeaders(r) + s.mimeHeaders;
   if (!s.html) return Buffer.from(head + textPart(r.text, false, r.crlf), 'utf8');
   if (r.html == null) throw invalid('html body missing for a multipart message');
-  const b = s.boundary;
-  return Buffer.from(
-    `${head}--${b}\r\n${textPart(r.text, true, r.crlf)}--${b}\r\n${htmlPart(r.html, r.crlf)}--${b}--\r\n`,
-    'utf8',
-  );
+  return Buffer.from(head + alternativeParts(s.boundary, r.text, r.html, r.crlf), 'utf8');
+}
+
+/** The text and HTML parts of a multipart/alternative body, closed by its last boundary. */
+function alternativeParts(b: string, text: string, html: string, crlf?: boolean): string {
+  return `--${b}\r\n${textPart(text, true, crlf)}--${b}\r\n${htmlPart(html, crlf)}--${b}--\r\n`;
 }
 
 const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*(;\s*charset=[a-z0-9_.:-]+)?$/i;
@@ -266,8 +267,7 @@ export function buildMessage(input: MessageInput): Buffer {
   let body: string;
   if (s.html) {
     if (input.html == null) throw invalid('html body missing for a multipart message');
-    const b = s.boundary;
-    body = `Content-Type: multipart/alternative; boundary="${b}"\r\n\r\n--${b}\r\n${textPart(input.text, true, input.crlf)}--${b}\r\n${htmlPart(input.html, input.crlf)}--${b}--\r\n`;
+    body = `Content-Type: multipart/alternative; boundary="${s.boundary}"\r\n\r\n${alternativeParts(s.boundary, input.text, input.html, input.crlf)}`;
   } else body = textPart(input.text, true, input.crlf);
   const files = input.attachments.map((a) => `--${outer}\r\n${attachmentPart(a)}`).join('');
   return Buffer.from(`${head}--${outer}\r\n${body}${files}--${outer}--\r\n`, 'utf8');
