@@ -93,6 +93,7 @@ export async function importRecords(
     await linkRecordsToMail(
       deps,
       actor.orgId,
+      s.mod.apiName,
       rows.map((r) => r.id),
     );
     result.imported += batch.length;

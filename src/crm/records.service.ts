@@ -360,7 +360,7 @@ export async function createRecord(
     })
     .returning('id')
     .executeTakeFirstOrThrow();
-  await linkRecordsToMail(deps, actor.orgId, [row.id]);
+  await linkRecordsToMail(deps, actor.orgId, s.mod.apiName, [row.id]);
   return (await present(deps, actor, s, [await fetchRow(deps, actor, s, row.id)]))[0];
 }
 
@@ -398,7 +398,8 @@ export async function updateRecord(
       .where('id', '=', id)
       .execute();
     // A new address brings the mail already stored for it.
-    await linkRecordsToMail(tdeps, actor.orgId, [id]);
+    if (s.mod.fields.some((f) => f.type === 'email' && f.apiName in given))
+      await linkRecordsToMail(tdeps, actor.orgId, s.mod.apiName, [id]);
     return (await present(tdeps, actor, s, [await fetchRow(tdeps, actor, s, id)]))[0];
   });
 }

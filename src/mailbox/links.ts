@@ -70,15 +70,16 @@ export async function linkMails(
 
 /**
  * Links the stored mail of the given records' addresses to them: a Lead or Contact created (or
- * given a new address) after its mail was synced still shows its conversations. Other modules'
- * records are ignored. One query over the participants index, then linkMails.
+ * given a new address) after its mail was synced still shows its conversations. Records of other
+ * modules cost nothing. One query over the participants index, then linkMails.
  */
 export async function linkRecordsToMail(
   deps: Pick<Deps, 'db'>,
   orgId: string,
+  module: string,
   recordIds: readonly string[],
 ): Promise<NewLink[]> {
-  if (!recordIds.length) return [];
+  if (!recordIds.length || !(LINKED_MODULES as readonly string[]).includes(module)) return [];
   const mails = await sql<{ id: string }>`
     WITH addrs AS (
       SELECT DISTINCT lower(v.value) AS addr
