@@ -405,7 +405,9 @@ program
       const { rebuildRollups } = await import('./reports/rollups.ts');
       const t = Date.now();
       await rebuildRollups(deps, { orgId: o.org });
-      console.log(`report rollups rebuilt (${o.org ?? 'all orgs'}) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      console.log(
+        `report rollups rebuilt (${o.org ?? 'all orgs'}) in ${((Date.now() - t) / 1000).toFixed(1)} s`,
+      );
     }),
   );
 

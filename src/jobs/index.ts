@@ -1,8 +1,8 @@
 import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
-import { startMailboxSync } from '../mailbox/sync/worker.ts';
 import { startResponseWatchWorker } from '../mailbox/inbox/watches.ts';
+import { startMailboxSync } from '../mailbox/sync/worker.ts';
 import { startReportsWorker } from '../reports/rollups.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 import { startMassScheduler } from '../sending/mass.jobs.ts';
