@@ -3,10 +3,12 @@
 // totals alone on the last line as "N passed, N failed" (what CI reads).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { clearFaultTally, faultTallyLine } from './faults-tally.mjs';
 
 mkdirSync('test-results', { recursive: true });
 const report = 'test-results/vitest.json';
 rmSync(report, { force: true });
+clearFaultTally();
 const args = [
   'vitest',
   'run',
@@ -29,5 +31,7 @@ if (existsSync(report)) {
 } else {
   failed = 1; // vitest did not even report: count the run itself as a failure
 }
+const faults = faultTallyLine();
+if (faults) console.log(`\n${faults}`);
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(run.status === 0 && failed === 0 ? 0 : 1);
