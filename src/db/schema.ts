@@ -853,6 +853,12 @@ export interface MessageAttachmentsTable {
   created_at: DefaultTimestamp;
 }
 
+export interface LoginAttemptsTable {
+  key: string;
+  window_start: Timestamp;
+  attempts: number;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -909,4 +915,5 @@ export interface DB {
   report_rollups: ReportRollupsTable;
   saved_reports: SavedReportsTable;
   message_attachments: MessageAttachmentsTable;
+  login_attempts: LoginAttemptsTable;
 }

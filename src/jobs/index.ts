@@ -1,6 +1,7 @@
 import PgBoss from 'pg-boss';
 import { purgeExpiredSessions } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
+import { purgeLoginAttempts } from '../http/login-throttle.ts';
 import { startResponseWatchWorker } from '../mailbox/inbox/watches.ts';
 import { startMailboxSync } from '../mailbox/sync/worker.ts';
 import { startReportsWorker } from '../reports/rollups.ts';
@@ -36,7 +37,7 @@ export async function startWorker(
   await boss.schedule(PURGE_SESSIONS, '17 * * * *');
   await boss.work(PURGE_SESSIONS, async () => {
     const n = await purgeExpiredSessions(deps);
-    deps.log.info({ purged: n }, 'expired sessions purged');
+    deps.log.info({ purged: n, loginWindows: await purgeLoginAttempts(deps) }, 'expired sessions purged');
   });
   await schedulePurgeOldHits(boss, deps);
   // Email delivery: its own loop, woken by NOTIFY (wakeDelivery) and polling for retries.

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import * as crm from '../../crm/index.ts';
 import type { Deps } from '../../deps.ts';
 import { actorOf, SESSION_COOKIE } from '../auth.ts';
+import { errorBody } from '../errors.ts';
+import { giveBackLoginAttempt, loginThrottleKeys, takeLoginAttempt } from '../login-throttle.ts';
 import { presentOrg, presentProfile, presentUser } from '../present.ts';
 
 async function me(deps: Deps, userId: string, orgId: string, csrfToken?: string) {
@@ -39,10 +41,22 @@ export function authRoutes(app: FastifyInstance, deps: Deps) {
         tags: ['auth'],
         body: z.object({ email: z.string().max(320), password: z.string().max(200) }),
       },
-      config: { rateLimit: { max: 10, timeWindow: '1 minute' } },
     },
     async (req, reply) => {
+      // Throttled in the database (per account and per IP), so it holds across `serve` processes.
+      const attempt = await takeLoginAttempt(deps, loginThrottleKeys(req.body.email, req.ip));
+      if (attempt.retryAfter)
+        return reply
+          .status(429)
+          .header('retry-after', String(attempt.retryAfter))
+          .send(
+            errorBody(
+              'rate_limited',
+              `Too many sign-in attempts; try again in ${Math.ceil(attempt.retryAfter / 60)} minute(s)`,
+            ),
+          );
       const s = await crm.login(deps, req.body.email, req.body.password);
+      await giveBackLoginAttempt(deps, attempt);
       setCookie(reply, s.token, s.expires);
       return me(deps, s.userId, s.orgId, s.csrfToken);
     },
