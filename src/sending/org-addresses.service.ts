@@ -1,8 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { type Actor, requireAdmin } from '../crm/index.ts';
 import type { Deps } from '../deps.ts';
 import { AppError, invalid, notFound } from '../errors.ts';
 import { assertHeaderSafe, parseAddress } from './address.ts';
+import { confirmAddress, newConfirmationToken, VERIFY_DAYS } from './address-confirmation.ts';
 import { deliveryExpiresAt, wakeDelivery } from './delivery.ts';
 import { sendingSetup } from './queue-rows.ts';
 import { newMessageIdHeader } from './verp.ts';
@@ -12,8 +12,6 @@ import { newMessageIdHeader } from './verp.ts';
 // Only the link token's hash is stored; the link works once and for VERIFY_DAYS days.
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const VERIFY_DAYS = 7;
-const hash = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export async function listOrgAddresses(deps: Deps, actor: Actor) {
   return deps.db
@@ -66,7 +64,7 @@ export async function sendConfirmation(deps: Deps, actor: Actor, id: string) {
     : undefined;
   if (!a) throw notFound('Organization address');
   if (a.verified_at) throw new AppError('conflict', `${a.email} is already verified`);
-  const token = randomBytes(32).toString('base64url');
+  const { token, hash: tokenHash } = newConfirmationToken();
   const now = deps.clock.now();
   const link = `${deps.config.publicUrl}/org-addresses/verify?token=${token}`;
   const [org, admin] = await Promise.all([
@@ -81,7 +79,7 @@ export async function sendConfirmation(deps: Deps, actor: Actor, id: string) {
   await deps.db.transaction().execute(async (trx) => {
     await trx
       .updateTable('org_addresses')
-      .set({ verify_token_hash: hash(token), verify_sent_at: now, updated_at: now })
+      .set({ verify_token_hash: tokenHash, verify_sent_at: now, updated_at: now })
       .where('id', '=', a.id)
       .execute();
     // Sent from the address itself: it must reach its own mailbox to be confirmed.
@@ -110,28 +108,7 @@ export async function sendConfirmation(deps: Deps, actor: Actor, id: string) {
 }
 
 /** Opens a confirmation link (no sign-in needed: the token is the proof). */
-export async function verifyOrgAddress(deps: Deps, token: string) {
-  if (typeof token !== 'string' || !/^[A-Za-z0-9_-]{20,100}$/.test(token))
-    throw invalid('This confirmation link is not valid');
-  const a = await deps.db
-    .selectFrom('org_addresses')
-    .select(['id', 'email', 'verify_sent_at'])
-    .where('verify_token_hash', '=', hash(token))
-    .executeTakeFirst();
-  if (!a) throw notFound('Confirmation link (it may have been used already or replaced by a newer one)');
-  const now = deps.clock.now();
-  if (!a.verify_sent_at || now.getTime() - a.verify_sent_at.getTime() > VERIFY_DAYS * 86_400_000)
-    throw new AppError(
-      'validation_failed',
-      `This confirmation link has expired; ask your administrator to send a new one`,
-    );
-  await deps.db
-    .updateTable('org_addresses')
-    .set({ verified_at: now, verify_token_hash: null, updated_at: now })
-    .where('id', '=', a.id)
-    .execute();
-  return { email: a.email };
-}
+export const verifyOrgAddress = (deps: Deps, token: string) => confirmAddress(deps, 'org_addresses', token);
 
 export async function deleteOrgAddress(deps: Deps, actor: Actor, id: string) {
   requireAdmin(actor);

@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { type Actor, requireAdmin } from '../../crm/index.ts';
 import type { Deps } from '../../deps.ts';
-import { AppError, invalid, notFound } from '../../errors.ts';
+import { AppError, notFound } from '../../errors.ts';
 import { parseAddress } from '../../sending/address.ts';
+import { confirmAddress, newConfirmationToken, VERIFY_DAYS } from '../../sending/address-confirmation.ts';
 import { deliveryExpiresAt, wakeDelivery } from '../../sending/delivery.ts';
 import { sendingSetup } from '../../sending/queue-rows.ts';
 import { newMessageIdHeader } from '../../sending/verp.ts';
@@ -14,9 +14,7 @@ import { newMessageIdHeader } from '../../sending/verp.ts';
 // any other gets a confirmation link mailed to it (hash stored, works once, for VERIFY_DAYS days).
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const VERIFY_DAYS = 7;
 const ACTIVE_USER = ['active', 'confirmed'] as const;
-const hash = (token: string) => createHash('sha256').update(token).digest('hex');
 
 export interface DropboxSender {
   id: string;
@@ -125,7 +123,7 @@ export async function sendConfirmation(deps: Deps, actor: Actor, id: string) {
     : undefined;
   if (!s) throw notFound('Dropbox sender');
   if (s.verified_at) throw new AppError('conflict', `${s.email} is already verified`);
-  const token = randomBytes(32).toString('base64url');
+  const { token, hash: tokenHash } = newConfirmationToken();
   const now = deps.clock.now();
   const link = `${deps.config.publicUrl}/dropbox/verify?token=${token}`;
   const [org, admin] = await Promise.all([
@@ -140,7 +138,7 @@ export async function sendConfirmation(deps: Deps, actor: Actor, id: string) {
   await deps.db.transaction().execute(async (trx) => {
     await trx
       .updateTable('dropbox_senders')
-      .set({ verify_token_hash: hash(token), verify_sent_at: now })
+      .set({ verify_token_hash: tokenHash, verify_sent_at: now })
       .where('id', '=', s.id)
       .execute();
     await trx
@@ -168,28 +166,7 @@ export async function sendConfirmation(deps: Deps, actor: Actor, id: string) {
 }
 
 /** Opens a confirmation link (no sign-in needed: the token is the proof). */
-export async function verifySender(deps: Deps, token: string) {
-  if (typeof token !== 'string' || !/^[A-Za-z0-9_-]{20,100}$/.test(token))
-    throw invalid('This confirmation link is not valid');
-  const s = await deps.db
-    .selectFrom('dropbox_senders')
-    .select(['id', 'email', 'verify_sent_at'])
-    .where('verify_token_hash', '=', hash(token))
-    .executeTakeFirst();
-  if (!s) throw notFound('Confirmation link (it may have been used already or replaced by a newer one)');
-  const now = deps.clock.now();
-  if (!s.verify_sent_at || now.getTime() - s.verify_sent_at.getTime() > VERIFY_DAYS * 86_400_000)
-    throw new AppError(
-      'validation_failed',
-      'This confirmation link has expired; ask your administrator to send a new one',
-    );
-  await deps.db
-    .updateTable('dropbox_senders')
-    .set({ verified_at: now, verify_token_hash: null })
-    .where('id', '=', s.id)
-    .execute();
-  return { email: s.email };
-}
+export const verifySender = (deps: Deps, token: string) => confirmAddress(deps, 'dropbox_senders', token);
 
 export async function removeSender(deps: Deps, actor: Actor, id: string) {
   requireAdmin(actor);
