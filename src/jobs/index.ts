@@ -11,6 +11,7 @@ import { renderTemplateRows } from '../sending/render-rows.ts';
 import { startTriggerWorker } from '../sending/triggers.ts';
 import { schedulePurgeOldHits } from '../tracking/retention.ts';
 import { startWebhookDispatcher } from '../webhooks/dispatcher.ts';
+import { createQueue } from './queues.ts';
 
 export const PURGE_SESSIONS = 'crm.purge-sessions';
 
@@ -33,7 +34,7 @@ export async function startWorker(
       );
   });
   await boss.start();
-  await boss.createQueue(PURGE_SESSIONS);
+  await createQueue(boss, PURGE_SESSIONS);
   await boss.schedule(PURGE_SESSIONS, '17 * * * *');
   await boss.work(PURGE_SESSIONS, async () => {
     const n = await purgeExpiredSessions(deps);

@@ -4,6 +4,7 @@
 import { sql } from 'kysely';
 import type PgBoss from 'pg-boss';
 import type { Deps } from '../deps.ts';
+import { createQueue } from '../jobs/queues.ts';
 
 export const PURGE_HITS = 'tracking.purge-hits';
 export const HIT_RETENTION_DAYS = 100;
@@ -27,7 +28,7 @@ export async function purgeOldHits(deps: Deps): Promise<number> {
 
 /** The daily purge, once across all workers (pg-boss schedules fire once). */
 export async function schedulePurgeOldHits(boss: PgBoss, deps: Deps): Promise<void> {
-  await boss.createQueue(PURGE_HITS);
+  await createQueue(boss, PURGE_HITS);
   await boss.schedule(PURGE_HITS, '41 3 * * *');
   await boss.work(PURGE_HITS, async () => {
     const n = await purgeOldHits(deps);
