@@ -1,7 +1,12 @@
 // Open and click hits, buffered in memory and written in batches (issue 5: the endpoints answer at
 // once whatever the database does; hits are durable within FLUSH_MS, so a crash loses at most the
-// hits of that last moment). One flush: one INSERT … unnest of the raw hits, the per-message totals,
-// and the first human (and first machine) open/click events, in one transaction.
+// hits of that last moment). One write: one INSERT of the raw hits, the per-message totals, and the
+// first human (and first machine) open/click events, in one transaction, for at most SLICE hits.
+//
+// The flush runs on the thread that answers the pixel, so its CPU is the endpoints' latency tail:
+// rows go to PostgreSQL as one JSON parameter (pg escaped eleven arrays element by element, most of
+// a flush's time), times as milliseconds, and a flush is cut into slices so no slice holds the event
+// loop for more than a few milliseconds.
 //
 // Opens are judged as they are written. A click that no rule condemns on its own waits (verdict
 // NULL) until every click that could form a burst with it has been written, then the message's
@@ -66,7 +71,13 @@ export const clean = (s: string, max: number) =>
 // A click's verdict can depend on clicks up to 2 × BURST_MS away (bursts chain through their
 // members); it is judged once those have certainly been written.
 const judgeDelay = (flushMs: number) => 2 * BURST_MS + flushMs + 2_000;
-const JUDGE_BATCH = 5_000;
+// Hits per write and waiting clicks per judging pass: each is one transaction, and its CPU on this
+// thread (≈ 1 ms per 1,000 hits) is what a pixel request can wait behind.
+const SLICE = 1_000;
+const JUDGE_BATCH = 1_000;
+// A timestamptz from milliseconds since the epoch (exact: whole microseconds), so no Date is
+// formatted per row.
+const FROM_MS = (col: string) => sql.raw(`(timestamptz 'epoch' + ${col} * interval '1 millisecond')`);
 
 interface Totals {
   humanOpens: number;
@@ -138,7 +149,7 @@ function tally(
   if (!t.lastClick || h.at > t.lastClick) t.lastClick = h.at;
 }
 
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
+const ms = (d: Date | null) => (d ? d.getTime() : null);
 
 /**
  * Adds the totals to the messages and records the first human open and click of each as events.
@@ -152,7 +163,21 @@ async function applyTotals(
 ): Promise<void> {
   if (!totals.size) return;
   const ids = [...totals.keys()].sort();
-  const t = ids.map((id) => totals.get(id) as Totals);
+  const rows = ids.map((id) => {
+    const x = totals.get(id) as Totals;
+    return {
+      id,
+      ho: x.humanOpens,
+      mo: x.machineOpens,
+      fo: ms(x.firstOpen),
+      lo: ms(x.lastOpen),
+      hc: x.humanClicks,
+      mc: x.machineClicks,
+      fc: ms(x.firstClick),
+      lc: ms(x.lastClick),
+    };
+  });
+  // Only the messages with a first event come back (most of a busy flush's messages have none).
   const firsts = (
     await sql<{
       id: string;
@@ -161,32 +186,36 @@ async function applyTotals(
       first_machine_open: boolean;
       first_machine_click: boolean;
     }>`
-      WITH u AS (
-        SELECT * FROM unnest(${ids}::uuid[], ${t.map((x) => x.humanOpens)}::int[],
-          ${t.map((x) => x.machineOpens)}::int[], ${t.map((x) => iso(x.firstOpen))}::timestamptz[],
-          ${t.map((x) => iso(x.lastOpen))}::timestamptz[], ${t.map((x) => x.humanClicks)}::int[],
-          ${t.map((x) => x.machineClicks)}::int[], ${t.map((x) => iso(x.firstClick))}::timestamptz[],
-          ${t.map((x) => iso(x.lastClick))}::timestamptz[])
-          AS u(id, ho, mo, fo, lo, hc, mc, fc, lc)
+      WITH j AS (
+        SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json)
+          AS j(id uuid, ho int, mo int, fo bigint, lo bigint, hc int, mc int, fc bigint, lc bigint)
+      ), u AS (
+        SELECT id, ho, mo, ${FROM_MS('fo')} AS fo, ${FROM_MS('lo')} AS lo, hc, mc, ${FROM_MS('fc')} AS fc,
+          ${FROM_MS('lc')} AS lc
+        FROM j
       ), prev AS MATERIALIZED (
         SELECT m.id, m.opened_at, m.clicked_at, m.machine_open_count, m.machine_click_count FROM messages m
         WHERE m.id IN (SELECT id FROM u) ORDER BY m.id FOR NO KEY UPDATE
+      ), upd AS (
+        UPDATE messages m SET
+          open_count = m.open_count + u.ho,
+          machine_open_count = m.machine_open_count + u.mo,
+          opened_at = LEAST(m.opened_at, u.fo),
+          last_opened_at = GREATEST(m.last_opened_at, u.lo),
+          click_count = m.click_count + u.hc,
+          machine_click_count = m.machine_click_count + u.mc,
+          clicked_at = LEAST(m.clicked_at, u.fc),
+          last_clicked_at = GREATEST(m.last_clicked_at, u.lc)
+        FROM u JOIN prev ON prev.id = u.id
+        WHERE m.id = u.id
+        RETURNING m.id, (prev.opened_at IS NULL AND u.fo IS NOT NULL) AS first_open,
+          (prev.clicked_at IS NULL AND u.fc IS NOT NULL) AS first_click,
+          (prev.machine_open_count = 0 AND u.mo > 0) AS first_machine_open,
+          (prev.machine_click_count = 0 AND u.mc > 0) AS first_machine_click
       )
-      UPDATE messages m SET
-        open_count = m.open_count + u.ho,
-        machine_open_count = m.machine_open_count + u.mo,
-        opened_at = LEAST(m.opened_at, u.fo),
-        last_opened_at = GREATEST(m.last_opened_at, u.lo),
-        click_count = m.click_count + u.hc,
-        machine_click_count = m.machine_click_count + u.mc,
-        clicked_at = LEAST(m.clicked_at, u.fc),
-        last_clicked_at = GREATEST(m.last_clicked_at, u.lc)
-      FROM u JOIN prev ON prev.id = u.id
-      WHERE m.id = u.id
-      RETURNING m.id, (prev.opened_at IS NULL AND u.fo IS NOT NULL) AS first_open,
-        (prev.clicked_at IS NULL AND u.fc IS NOT NULL) AS first_click,
-        (prev.machine_open_count = 0 AND u.mo > 0) AS first_machine_open,
-        (prev.machine_click_count = 0 AND u.mc > 0) AS first_machine_click`.execute(tx)
+      SELECT * FROM upd WHERE first_open OR first_click OR first_machine_open OR first_machine_click`.execute(
+      tx,
+    )
   ).rows;
   const events: NewEmailEvent[] = [];
   for (const f of firsts) {
@@ -220,7 +249,21 @@ async function applyTotals(
 
 interface StoredHit extends RawHit {
   id: string;
-  verdict: 'human' | 'machine' | null;
+}
+
+/** A hit as the INSERT reads it (short keys: a busy flush sends a few hundred kB of them). */
+interface HitRow {
+  o: string;
+  m: string;
+  t: number;
+  k: 'open' | 'click';
+  l: number | null;
+  i: string;
+  a: string;
+  x: string;
+  h: Record<string, string>;
+  v: 'human' | 'machine' | null;
+  r: string | null;
 }
 
 export function createHitRecorder(
@@ -238,45 +281,48 @@ export function createHitRecorder(
   let closed = false;
   let failures = 0;
 
-  /** Writes one batch: raw hits of orgs with insights on, totals of the hits judged now, events. */
+  /** Writes one slice: raw hits of orgs with insights on, totals of the hits judged now, events. */
   async function write(hits: RawHit[]): Promise<void> {
     const infos = await cache.load(hits.map((h) => h.messageId));
     const orgs = [...new Set([...infos.values()].map((i) => i.orgId))];
     const on = await insightsOrgs(deps, orgs);
-    const rows: {
-      h: RawHit;
-      info: MessageInfo;
-      verdict: 'human' | 'machine' | null;
-      reason: string | null;
-    }[] = [];
+    // One JSON row per hit, in arrival order (the ids follow it).
+    const rows: HitRow[] = [];
     const totals = new Map<string, Totals>();
+    const one: Hit[] = [];
     for (const h of hits) {
       const info = infos.get(h.messageId);
       if (!info || !on.has(info.orgId)) continue;
-      const [v] = classifyHits(rulesInfo(info), [toHit(h)]);
+      one[0] = toHit(h);
+      const v = classifyHits(rulesInfo(info), one)[0];
       // A click no rule condemns alone waits for its burst window (see judge()).
-      if (h.kind === 'click' && v.verdict === 'human') rows.push({ h, info, verdict: null, reason: null });
-      else {
-        rows.push({ h, info, verdict: v.verdict, reason: v.reason });
-        tally(totals, h.messageId, h, v.verdict === 'human');
-      }
+      const waits = h.kind === 'click' && v.verdict === 'human';
+      rows.push({
+        o: info.orgId,
+        m: h.messageId,
+        t: h.at.getTime(),
+        k: h.kind,
+        l: h.link,
+        i: h.ip,
+        a: h.userAgent,
+        x: h.method,
+        h: h.headers,
+        v: waits ? null : v.verdict,
+        r: waits ? null : v.reason,
+      });
+      if (!waits) tally(totals, h.messageId, h, v.verdict === 'human');
     }
     if (!rows.length) return;
+    const json = JSON.stringify(rows);
     await deps.db.transaction().execute(async (tx) => {
       await sql`
         INSERT INTO tracking_hits (org_id, message_id, at, kind, link, ip, user_agent, method, headers, verdict, reason)
-        SELECT u.org_id, u.message_id, u.at, u.kind, u.link, u.ip, u.user_agent, u.method, u.headers,
-          u.verdict, u.reason
-        FROM unnest(
-          ${rows.map((r) => r.info.orgId)}::uuid[], ${rows.map((r) => r.h.messageId)}::uuid[],
-          ${rows.map((r) => r.h.at.toISOString())}::timestamptz[], ${rows.map((r) => r.h.kind)}::text[],
-          ${rows.map((r) => r.h.link)}::int[], ${rows.map((r) => r.h.ip)}::text[],
-          ${rows.map((r) => r.h.userAgent)}::text[], ${rows.map((r) => r.h.method)}::text[],
-          ${rows.map((r) => JSON.stringify(r.h.headers))}::jsonb[], ${rows.map((r) => r.verdict)}::text[],
-          ${rows.map((r) => r.reason)}::text[]) WITH ORDINALITY
-          AS u(org_id, message_id, at, kind, link, ip, user_agent, method, headers, verdict, reason, n)
+        SELECT u.o, u.m, ${FROM_MS('u.t')}, u.k, u.l, u.i, u.a, u.x, u.h, u.v, u.r
+        FROM ROWS FROM (json_to_recordset(${json}::json)
+          AS (o uuid, m uuid, t bigint, k text, l int, i text, a text, x text, h jsonb, v text, r text))
+          WITH ORDINALITY AS u(o, m, t, k, l, i, a, x, h, v, r, n)
         -- a message deleted since it was looked up takes its hits with it
-        WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = u.message_id)
+        WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = u.m)
         ORDER BY u.n -- ids in arrival order`.execute(tx);
       await applyTotals(tx, totals, infos);
     });
@@ -287,78 +333,98 @@ export function createHitRecorder(
   async function judge(): Promise<number> {
     const cutoff = new Date(deps.clock.now().getTime() - judgeDelay(flushMs));
     return deps.db.transaction().execute(async (tx) => {
+      // Times come back as milliseconds: pg's timestamp parser is slow, and a pass reads thousands.
       const pending = (
-        await sql<{ id: string; message_id: string; at: Date }>`
-          SELECT id, message_id, at FROM tracking_hits
-          WHERE verdict IS NULL AND at < ${cutoff.toISOString()}::timestamptz
-          ORDER BY at LIMIT ${JUDGE_BATCH} FOR UPDATE SKIP LOCKED`.execute(tx)
-      ).rows;
-      if (!pending.length) return 0;
-      const span = new Map<string, [number, number]>();
-      for (const p of pending) {
-        const t = p.at.getTime();
-        const s = span.get(p.message_id);
-        span.set(p.message_id, s ? [Math.min(s[0], t), Math.max(s[1], t)] : [t, t]);
-      }
-      const ids = [...span.keys()];
-      const around = (
         await sql<{
           id: string;
           message_id: string;
-          at: Date;
+          at: number;
           link: number | null;
           method: string;
           ip: string;
           user_agent: string;
           headers: Record<string, string>;
-          verdict: 'human' | 'machine' | null;
         }>`
-          SELECT h.id, h.message_id, h.at, h.link, h.method, h.ip, h.user_agent, h.headers, h.verdict
-          FROM unnest(${ids}::uuid[],
-            ${ids.map((id) => new Date((span.get(id) as [number, number])[0] - 2 * BURST_MS).toISOString())}::timestamptz[],
-            ${ids.map((id) => new Date((span.get(id) as [number, number])[1] + 2 * BURST_MS).toISOString())}::timestamptz[])
-            AS w(message_id, lo, hi)
-          JOIN tracking_hits h ON h.message_id = w.message_id AND h.at BETWEEN w.lo AND w.hi AND h.kind = 'click'`.execute(
-          tx,
-        )
+          SELECT id, message_id, floor(extract(epoch FROM at) * 1000)::float8 AS at, link, method, ip,
+            user_agent, headers
+          FROM tracking_hits
+          WHERE verdict IS NULL AND at < ${cutoff.toISOString()}::timestamptz
+          ORDER BY at LIMIT ${JUDGE_BATCH} FOR UPDATE SKIP LOCKED`.execute(tx)
       ).rows;
-      const infos = await cache.load(ids);
+      if (!pending.length) return 0;
+      const waiting = new Map<string, StoredHit>();
+      const span = new Map<string, { m: string; lo: number; hi: number }>();
+      for (const p of pending) {
+        waiting.set(p.id, {
+          id: p.id,
+          at: new Date(p.at),
+          messageId: p.message_id,
+          kind: 'click',
+          link: p.link,
+          method: p.method,
+          ip: p.ip,
+          userAgent: p.user_agent,
+          headers: p.headers,
+        });
+        const s = span.get(p.message_id);
+        if (s) {
+          s.lo = Math.min(s.lo, p.at);
+          s.hi = Math.max(s.hi, p.at);
+        } else span.set(p.message_id, { m: p.message_id, lo: p.at, hi: p.at });
+      }
+      const windows = [...span.values()].map((w) => ({
+        m: w.m,
+        lo: w.lo - 2 * BURST_MS,
+        hi: w.hi + 2 * BURST_MS,
+      }));
+      // The other clicks of each window count only by time and link (bursts); their own verdicts
+      // stand, so nothing else of them is read.
+      const around = (
+        await sql<{ id: string; message_id: string; at: number; link: number | null }>`
+          SELECT h.id, h.message_id, floor(extract(epoch FROM h.at) * 1000)::float8 AS at, h.link
+          FROM json_to_recordset(${JSON.stringify(windows)}::json) AS w(m uuid, lo bigint, hi bigint)
+          JOIN tracking_hits h ON h.message_id = w.m AND h.at BETWEEN ${FROM_MS('w.lo')} AND ${FROM_MS('w.hi')}
+            AND h.kind = 'click'`.execute(tx)
+      ).rows;
+      const infos = await cache.load([...span.keys()]);
       const byMessage = new Map<string, StoredHit[]>();
       for (const r of around) {
-        const list = byMessage.get(r.message_id) ?? [];
-        list.push({
-          id: r.id,
-          at: r.at,
-          messageId: r.message_id,
-          kind: 'click',
-          link: r.link,
-          method: r.method,
-          ip: r.ip,
-          userAgent: r.user_agent,
-          headers: r.headers,
-          verdict: r.verdict,
-        });
-        byMessage.set(r.message_id, list);
+        let list = byMessage.get(r.message_id);
+        if (!list) {
+          list = [];
+          byMessage.set(r.message_id, list);
+        }
+        list.push(
+          waiting.get(r.id) ?? {
+            id: r.id,
+            at: new Date(r.at),
+            messageId: r.message_id,
+            kind: 'click',
+            link: r.link,
+            method: 'GET',
+            ip: '',
+            userAgent: '',
+            headers: {},
+          },
+        );
       }
-      const pendingIds = new Set(pending.map((p) => p.id));
-      const judged: { id: string; verdict: string; reason: string }[] = [];
+      const judged: { i: string; v: string; r: string }[] = [];
       const totals = new Map<string, Totals>();
       for (const [messageId, list] of byMessage) {
         const info = infos.get(messageId);
         if (!info) continue;
         const verdicts = classifyHits(rulesInfo(info), list.map(toHit));
         list.forEach((h, i) => {
-          if (!pendingIds.has(h.id)) return;
-          judged.push({ id: h.id, ...verdicts[i] });
+          if (!waiting.has(h.id)) return;
+          judged.push({ i: h.id, v: verdicts[i].verdict, r: verdicts[i].reason });
           tally(totals, messageId, h, verdicts[i].verdict === 'human');
         });
       }
       if (judged.length) {
         await sql`
-        UPDATE tracking_hits h SET verdict = u.verdict, reason = u.reason
-        FROM unnest(${judged.map((j) => j.id)}::bigint[], ${judged.map((j) => j.verdict)}::text[],
-          ${judged.map((j) => j.reason)}::text[]) AS u(id, verdict, reason)
-        WHERE h.id = u.id`.execute(tx);
+        UPDATE tracking_hits h SET verdict = u.v, reason = u.r
+        FROM json_to_recordset(${JSON.stringify(judged)}::json) AS u(i bigint, v text, r text)
+        WHERE h.id = u.i`.execute(tx);
         await applyTotals(tx, totals, infos);
       }
       return pending.length;
@@ -367,7 +433,7 @@ export function createHitRecorder(
 
   async function runOnce(): Promise<void> {
     while (buffer.length) {
-      const hits = buffer.length > batchSize ? buffer.splice(0, batchSize) : buffer;
+      const hits = buffer.length > SLICE ? buffer.splice(0, SLICE) : buffer;
       if (hits === buffer) buffer = [];
       try {
         await write(hits);
