@@ -90,7 +90,8 @@ async function runRoles(roles: { http: boolean; worker: boolean; demo: boolean }
     deps.log.info({ signal }, 'stopping');
     for (const s of stops.reverse()) await s().catch((err) => deps.log.error({ err }, 'while stopping'));
     await rt.close();
-    process.exit(0);
+    // A start that failed exits non-zero: process managers restart it, scripts see it.
+    process.exit(signal === 'error' ? 1 : 0);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
