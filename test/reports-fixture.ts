@@ -153,7 +153,7 @@ export async function raw(deps: Deps, orgId: string) {
   return r.rows;
 }
 
-async function rollups(deps: Deps, orgId: string, level: number, grain: 'q' | 'd') {
+async function rollups(deps: Deps, orgId: string, level: number, grain: 'q' | 'd' | 'm') {
   return (
     await sql<Record<string, string | number | null>>`
       SELECT bucket::text AS bucket, user_id::text AS u, module_id::text AS mo, template_id::text AS t,
@@ -179,7 +179,7 @@ export async function expectRollupsEqualRaw(deps: Deps, orgId: string) {
   expect(want.length).toBeGreaterThan(0);
   expect(await rollups(deps, orgId, 3, 'q')).toEqual(want);
   for (const level of [0, 1, 2, 3])
-    for (const grain of ['q', 'd'] as const)
+    for (const grain of ['q', 'd', 'm'] as const)
       expect({ level, grain, ...total(await rollups(deps, orgId, level, grain)) }).toEqual({
         level,
         grain,

@@ -254,6 +254,29 @@ describe('Email Analytics', () => {
     await sql`UPDATE users SET time_zone = 'UTC' WHERE id = ${f.org.adminId}`.execute(t.deps.db);
   });
 
+  it('a range over whole months (month rows) adds up to its days (day and quarter-hour rows), in any zone', async () => {
+    for (const tz of ['UTC', 'Asia/Kathmandu', 'America/New_York']) {
+      await sql`UPDATE users SET time_zone = ${tz} WHERE id = ${f.org.adminId}`.execute(t.deps.db);
+      for (const [from, to] of [
+        ['2026-01-15', '2026-04-15'],
+        ['2026-03-01', '2026-03-31'],
+        ['2025-12-01', '2026-06-30'],
+      ]) {
+        const byModule = await admin.req(
+          'GET',
+          `/api/reports/email-analytics?${q({ from, to, groupBy: 'module' })}`,
+        );
+        const byDate = await admin.req(
+          'GET',
+          `/api/reports/email-analytics?${q({ from, to, groupBy: 'date' })}`,
+        );
+        expect(byModule.body.summary.sent).toBeGreaterThan(0);
+        expect({ tz, from, ...byModule.body.summary }).toEqual({ tz, from, ...byDate.body.summary });
+      }
+    }
+    await sql`UPDATE users SET time_zone = 'UTC' WHERE id = ${f.org.adminId}`.execute(t.deps.db);
+  });
+
   it('shows a user the modules they can read and their own sends; other orgs nothing', async () => {
     const r = await clerk.req(
       'GET',

@@ -808,7 +808,7 @@ export interface DropboxItemsTable {
 export interface ReportRollupsTable {
   org_id: string;
   level: number;
-  grain: 'q' | 'd';
+  grain: 'q' | 'd' | 'm';
   bucket: Timestamp;
   user_id: string | null;
   module_id: string | null;

@@ -204,18 +204,39 @@ export async function readRollups(
     return rows.rows.map(({ key, ...row }) => ({ key, row: full(row) }));
   }
 
-  // Whole UTC days from day rows, the ragged ends from 15-minute rows.
-  const parts =
-    b.ds < b.de
-      ? sql`
-      SELECT ${cols} FROM report_rollups WHERE ${where} AND grain = 'd' AND bucket >= ${b.ds} AND bucket < ${b.de}
-      UNION ALL
-      SELECT ${cols} FROM report_rollups WHERE ${where} AND grain = 'q'
-        AND ((bucket >= ${b.s} AND bucket < ${b.ds}) OR (bucket >= ${b.de} AND bucket < ${b.e}))`
-      : sql`SELECT ${cols} FROM report_rollups WHERE ${where} AND grain = 'q' AND bucket >= ${b.s} AND bucket < ${b.e}`;
+  // Whole UTC months from month rows, the other whole UTC days from day rows, the ragged ends from
+  // 15-minute rows.
+  const grainRows = (grain: 'q' | 'd' | 'm', spans: [Date, Date][]) =>
+    sql`SELECT ${cols} FROM report_rollups WHERE ${where} AND grain = ${grain} AND (${sql.join(
+      spans.map(([from, to]) => sql`(bucket >= ${from} AND bucket < ${to})`),
+      sql` OR `,
+    )})`;
+  let parts: RawBuilder<unknown>;
+  if (b.ds >= b.de) parts = grainRows('q', [[b.s, b.e]]);
+  else {
+    const edges = grainRows('q', [
+      [b.s, b.ds],
+      [b.de, b.e],
+    ]);
+    const { ms, me } = wholeMonths(b.ds, b.de);
+    parts =
+      ms < me
+        ? sql`${grainRows('m', [[ms, me]])} UNION ALL ${grainRows('d', [
+            [b.ds, ms],
+            [me, b.de],
+          ])} UNION ALL ${edges}`
+        : sql`${grainRows('d', [[b.ds, b.de]])} UNION ALL ${edges}`;
+  }
   const rows = await sql<Row & { key: string }>`
     SELECT ${KEY[q.groupBy]} AS key, ${sums} FROM (${parts}) r GROUP BY 1 ORDER BY 1`.execute(deps.db);
   return rows.rows.map(({ key, ...row }) => ({ key, row: full(row) }));
+}
+
+/** The whole UTC calendar months inside [ds, de) (both UTC midnights): [ms, me), empty when ms >= me. */
+export function wholeMonths(ds: Date, de: Date): { ms: Date; me: Date } {
+  const first = Date.UTC(ds.getUTCFullYear(), ds.getUTCMonth(), 1);
+  const ms = first === ds.getTime() ? ds : new Date(Date.UTC(ds.getUTCFullYear(), ds.getUTCMonth() + 1, 1));
+  return { ms, me: new Date(Date.UTC(de.getUTCFullYear(), de.getUTCMonth(), 1)) };
 }
 
 /** Every date of the range, YYYY-MM-DD (for a break-up by date with no gaps). */

@@ -23,8 +23,8 @@ type Db = Deps['db'] | Transaction<DB>;
 
 /**
  * Adds facts to the rollups. `facts` selects (org_id, at, user_id, module_id, template_id,
- * template_version, and the ten counters as integers); each fact lands in the 15-minute and the
- * UTC-day bucket of `at`, at all four levels. Rows are written in key order (no deadlock between a
+ * template_version, and the ten counters as integers); each fact lands in the 15-minute, the UTC-day
+ * and the UTC-month bucket of `at`, at all four levels. Rows are written in key order (no deadlock between a
  * sent pass and an events pass running at once) unless `ordered` is false (the rebuild: alone).
  */
 export async function applyFacts(db: Db, facts: RawBuilder<unknown>, ordered = true): Promise<void> {
@@ -39,7 +39,9 @@ export async function applyFacts(db: Db, facts: RawBuilder<unknown>, ordered = t
       FROM f GROUP BY 1, 2, 3, 4, 5, 6
     ), x AS (
       SELECT f3.org_id, l.level, g.grain,
-        CASE g.grain WHEN 'q' THEN f3.q ELSE date_bin('1 day', f3.q, timestamptz '2000-01-01 00:00+00') END AS bucket,
+        CASE g.grain WHEN 'q' THEN f3.q
+          WHEN 'd' THEN date_bin('1 day', f3.q, timestamptz '2000-01-01 00:00+00')
+          ELSE date_trunc('month', f3.q AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' END AS bucket,
         CASE WHEN l.level IN (1, 3) THEN f3.user_id END AS user_id,
         CASE WHEN l.level >= 2 THEN f3.module_id END AS module_id,
         CASE WHEN l.level >= 2 THEN f3.template_id END AS template_id,
@@ -50,7 +52,7 @@ export async function applyFacts(db: Db, facts: RawBuilder<unknown>, ordered = t
         sum(clicked_machine)::bigint AS clicked_machine, sum(received)::bigint AS received,
         sum(replied)::bigint AS replied
       FROM f3 CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint), (3::smallint)) AS l(level)
-        CROSS JOIN (VALUES ('q'::"char"), ('d'::"char")) AS g(grain)
+        CROSS JOIN (VALUES ('q'::"char"), ('d'::"char"), ('m'::"char")) AS g(grain)
       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
     )
     INSERT INTO report_rollups AS r (org_id, level, grain, bucket, user_id, module_id, template_id,
