@@ -79,8 +79,11 @@ async function checkCommon(
   return { s, name };
 }
 
-export async function createAutoresponder(deps: Deps, actor: Actor, i: AutoresponderInput) {
-  const { s, name } = await checkCommon(deps, actor, i);
+function checkAutoresponder(
+  s: Awaited<ReturnType<typeof scope>>,
+  actor: Actor,
+  i: AutoresponderInput,
+): { anchor: string } {
   const anchor = i.anchorField ?? 'created_at';
   if (anchor !== 'created_at') {
     const f = s.mod.fields.find((x) => x.apiName === anchor);
@@ -92,6 +95,12 @@ export async function createAutoresponder(deps: Deps, actor: Actor, i: Autorespo
   if (!Number.isInteger(i.days) || i.days < 0 || i.days > 3650)
     throw invalid('days must be a whole number from 0 to 3650', [{ path: 'days', message: 'invalid' }]);
   requireModule(actor, i.module, 'mass_email');
+  return { anchor };
+}
+
+export async function createAutoresponder(deps: Deps, actor: Actor, i: AutoresponderInput) {
+  const { s, name } = await checkCommon(deps, actor, i);
+  const { anchor } = checkAutoresponder(s, actor, i);
   return deps.db
     .insertInto('autoresponders')
     .values({
@@ -110,8 +119,58 @@ export async function createAutoresponder(deps: Deps, actor: Actor, i: Autorespo
     .executeTakeFirstOrThrow();
 }
 
-export async function createWorkflowRule(deps: Deps, actor: Actor, i: WorkflowRuleInput) {
+// JSON with sorted keys: the stored (jsonb) criteria and the submitted ones compare by content.
+const canonical = (v: unknown): string =>
+  JSON.stringify(v ?? null, (_k, x) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : x,
+  );
+
+/**
+ * Replaces an autoresponder's settings. A change of who or when counts from now: records whose new
+ * due moment is already past get no late burst of mail (as when it is switched on).
+ */
+export async function updateAutoresponder(deps: Deps, actor: Actor, id: string, i: AutoresponderInput) {
   const { s, name } = await checkCommon(deps, actor, i);
+  const { anchor } = checkAutoresponder(s, actor, i);
+  if (!UUID.test(id)) throw notFound('Rule');
+  const before = await deps.db
+    .selectFrom('autoresponders')
+    .select(['module_id', 'criteria', 'anchor_field', 'days', 'active'])
+    .where('org_id', '=', actor.orgId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (!before) throw notFound('Rule');
+  const criteria = i.criteria ? JSON.stringify(i.criteria) : null;
+  const restart =
+    before.module_id !== s.mod.id ||
+    before.anchor_field !== anchor ||
+    before.days !== i.days ||
+    canonical(before.criteria) !== canonical(i.criteria || null) ||
+    (!before.active && i.active === true);
+  const now = deps.clock.now();
+  return deps.db
+    .updateTable('autoresponders')
+    .set({
+      module_id: s.mod.id,
+      name,
+      template_id: i.templateId,
+      criteria,
+      anchor_field: anchor,
+      days: i.days,
+      from_choice: JSON.stringify(i.from),
+      ...(i.active !== undefined ? { active: i.active } : {}),
+      ...(restart ? { active_since: now } : {}),
+      updated_at: now,
+    })
+    .where('org_id', '=', actor.orgId)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+async function checkWorkflowRule(deps: Deps, actor: Actor, i: WorkflowRuleInput): Promise<string[]> {
   if (!i.onCreate && !i.onEdit)
     throw invalid('Choose when it runs: on create, on edit or both', [
       { path: 'onCreate', message: 'required' },
@@ -135,6 +194,12 @@ export async function createWorkflowRule(deps: Deps, actor: Actor, i: WorkflowRu
     if (found.length !== new Set(users).size)
       throw invalid('Choose users of your organization', [{ path: 'toUserIds', message: 'unknown user' }]);
   }
+  return users;
+}
+
+export async function createWorkflowRule(deps: Deps, actor: Actor, i: WorkflowRuleInput) {
+  const { s, name } = await checkCommon(deps, actor, i);
+  const users = await checkWorkflowRule(deps, actor, i);
   return deps.db
     .insertInto('workflow_rules')
     .values({
@@ -156,23 +221,152 @@ export async function createWorkflowRule(deps: Deps, actor: Actor, i: WorkflowRu
     .executeTakeFirstOrThrow();
 }
 
+/** Replaces a workflow rule's settings; records written since its last look are judged by the new ones. */
+export async function updateWorkflowRule(deps: Deps, actor: Actor, id: string, i: WorkflowRuleInput) {
+  const { s, name } = await checkCommon(deps, actor, i);
+  const users = await checkWorkflowRule(deps, actor, i);
+  if (!UUID.test(id)) throw notFound('Rule');
+  const now = deps.clock.now();
+  const before = await deps.db
+    .selectFrom('workflow_rules')
+    .select(['module_id', 'active'])
+    .where('org_id', '=', actor.orgId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (!before) throw notFound('Rule');
+  // Records of another module, or written while it was off, were never this rule's: start from now.
+  const restart = before.module_id !== s.mod.id || (!before.active && i.active === true);
+  return deps.db
+    .updateTable('workflow_rules')
+    .set({
+      module_id: s.mod.id,
+      name,
+      on_create: i.onCreate,
+      on_edit: i.onEdit,
+      criteria: i.criteria ? JSON.stringify(i.criteria) : null,
+      template_id: i.templateId,
+      to_record: i.toRecord,
+      to_user_ids: users,
+      from_choice: JSON.stringify(i.from),
+      ...(i.active !== undefined ? { active: i.active } : {}),
+      ...(restart ? { checked_until: now } : {}),
+      updated_at: now,
+    })
+    .where('org_id', '=', actor.orgId)
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+interface CommonRow {
+  id: string;
+  name: string;
+  module: string;
+  module_label: string;
+  template_id: string;
+  template_name: string;
+  template_deleted: boolean;
+  criteria: unknown;
+  from_choice: AddressChoice;
+  active: boolean;
+  created_by: string;
+  creator_name: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+const common = (r: CommonRow) => ({
+  id: r.id,
+  name: r.name,
+  module: r.module,
+  moduleLabel: r.module_label,
+  templateId: r.template_id,
+  templateName: r.template_name,
+  templateDeleted: r.template_deleted,
+  criteria: r.criteria,
+  from: r.from_choice,
+  active: r.active,
+  createdBy: r.created_by,
+  creatorName: r.creator_name,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+const COLS = [
+  'a.id',
+  'a.name',
+  'mo.api_name as module',
+  'mo.plural_label as module_label',
+  'a.template_id',
+  't.name as template_name',
+  'a.criteria',
+  'a.from_choice',
+  'a.active',
+  'a.created_by',
+  'u.name as creator_name',
+  'a.created_at',
+  'a.updated_at',
+] as const;
+const templateDeleted = sql<boolean>`t.deleted_at IS NOT NULL`.as('template_deleted');
+
+/** The org's autoresponders (all, or the one `id`), with their module, template and creator named. */
+async function autoresponderItems(deps: Deps, orgId: string, id?: string) {
+  const rows = await deps.db
+    .selectFrom('autoresponders as a')
+    .innerJoin('modules as mo', 'mo.id', 'a.module_id')
+    .innerJoin('templates as t', 't.id', 'a.template_id')
+    .leftJoin('users as u', 'u.id', 'a.created_by')
+    .where('a.org_id', '=', orgId)
+    .$if(id !== undefined, (q) => q.where('a.id', '=', id as string))
+    .orderBy('a.created_at')
+    .orderBy('a.id')
+    .select([...COLS, templateDeleted, 'a.anchor_field', 'a.days'])
+    .execute();
+  return rows.map((r) => ({ ...common(r), anchorField: r.anchor_field, days: r.days }));
+}
+
+async function workflowItems(deps: Deps, orgId: string, id?: string) {
+  const rows = await deps.db
+    .selectFrom('workflow_rules as a')
+    .innerJoin('modules as mo', 'mo.id', 'a.module_id')
+    .innerJoin('templates as t', 't.id', 'a.template_id')
+    .leftJoin('users as u', 'u.id', 'a.created_by')
+    .where('a.org_id', '=', orgId)
+    .$if(id !== undefined, (q) => q.where('a.id', '=', id as string))
+    .orderBy('a.created_at')
+    .orderBy('a.id')
+    .select([...COLS, templateDeleted, 'a.on_create', 'a.on_edit', 'a.to_record', 'a.to_user_ids'])
+    .execute();
+  return rows.map((r) => ({
+    ...common(r),
+    onCreate: r.on_create,
+    onEdit: r.on_edit,
+    toRecord: r.to_record,
+    toUserIds: r.to_user_ids,
+  }));
+}
+
 export async function listAutomations(deps: Deps, actor: Actor) {
   requireAdmin(actor);
   const [autoresponders, workflowRules] = await Promise.all([
-    deps.db
-      .selectFrom('autoresponders')
-      .selectAll()
-      .where('org_id', '=', actor.orgId)
-      .orderBy('created_at')
-      .execute(),
-    deps.db
-      .selectFrom('workflow_rules')
-      .selectAll()
-      .where('org_id', '=', actor.orgId)
-      .orderBy('created_at')
-      .execute(),
+    autoresponderItems(deps, actor.orgId),
+    workflowItems(deps, actor.orgId),
   ]);
   return { autoresponders, workflowRules };
+}
+
+export async function getAutomation(
+  deps: Deps,
+  actor: Actor,
+  kind: 'autoresponder' | 'workflow',
+  id: string,
+) {
+  requireAdmin(actor);
+  if (!UUID.test(id)) throw notFound('Rule');
+  const [item] =
+    kind === 'autoresponder'
+      ? await autoresponderItems(deps, actor.orgId, id)
+      : await workflowItems(deps, actor.orgId, id);
+  if (!item) throw notFound('Rule');
+  return item;
 }
 
 export async function setAutomationActive(

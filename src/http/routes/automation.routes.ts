@@ -6,14 +6,44 @@ import {
   createAutoresponder,
   createWorkflowRule,
   deleteAutomation,
+  getAutomation,
   listAutomations,
   setAutomationActive,
+  updateAutoresponder,
+  updateWorkflowRule,
 } from '../../sending/automation.service.ts';
 import { actorOf } from '../auth.ts';
 
 const choice = z
   .object({ kind: z.enum(['user', 'org_address', 'owner', 'template']), orgAddressId: z.uuid().optional() })
   .strict();
+const autoresponderBody = z
+  .object({
+    module: z.string().max(60),
+    name: z.string().max(200),
+    templateId: z.uuid(),
+    criteria: z.unknown().optional(),
+    anchorField: z.string().max(60).optional(),
+    days: z.number().int(),
+    from: choice,
+    active: z.boolean().optional(),
+  })
+  .strict();
+const workflowBody = z
+  .object({
+    module: z.string().max(60),
+    name: z.string().max(200),
+    onCreate: z.boolean(),
+    onEdit: z.boolean(),
+    criteria: z.unknown().optional(),
+    templateId: z.uuid(),
+    toRecord: z.boolean(),
+    toUserIds: z.array(z.uuid()).max(50).optional(),
+    from: choice,
+    active: z.boolean().optional(),
+  })
+  .strict();
+const idParams = z.object({ id: z.uuid() });
 const kindParams = z.object({ kind: z.enum(['autoresponder', 'workflow']), id: z.uuid() });
 
 // Admin settings for autoresponders (F3.9) and workflow email rules (F3.10).
@@ -23,47 +53,34 @@ export function automationRoutes(app: FastifyInstance, deps: Deps) {
   r.get('/api/automations', { schema: { tags } }, async (req) => listAutomations(deps, actorOf(req)));
   r.post(
     '/api/automations/autoresponders',
-    {
-      schema: {
-        tags,
-        body: z
-          .object({
-            module: z.string().max(60),
-            name: z.string().max(200),
-            templateId: z.uuid(),
-            criteria: z.unknown().optional(),
-            anchorField: z.string().max(60).optional(),
-            days: z.number().int(),
-            from: choice,
-            active: z.boolean().optional(),
-          })
-          .strict(),
-      },
+    { schema: { tags, body: autoresponderBody } },
+    async (req, reply) => {
+      const a = await createAutoresponder(deps, actorOf(req), req.body);
+      return reply.status(201).send(await getAutomation(deps, actorOf(req), 'autoresponder', a.id));
     },
-    async (req, reply) => reply.status(201).send(await createAutoresponder(deps, actorOf(req), req.body)),
   );
-  r.post(
-    '/api/automations/workflow-rules',
-    {
-      schema: {
-        tags,
-        body: z
-          .object({
-            module: z.string().max(60),
-            name: z.string().max(200),
-            onCreate: z.boolean(),
-            onEdit: z.boolean(),
-            criteria: z.unknown().optional(),
-            templateId: z.uuid(),
-            toRecord: z.boolean(),
-            toUserIds: z.array(z.uuid()).max(50).optional(),
-            from: choice,
-            active: z.boolean().optional(),
-          })
-          .strict(),
-      },
+  r.post('/api/automations/workflow-rules', { schema: { tags, body: workflowBody } }, async (req, reply) => {
+    const w = await createWorkflowRule(deps, actorOf(req), req.body);
+    return reply.status(201).send(await getAutomation(deps, actorOf(req), 'workflow', w.id));
+  });
+  r.put(
+    '/api/automations/autoresponders/:id',
+    { schema: { tags, params: idParams, body: autoresponderBody } },
+    async (req) => {
+      await updateAutoresponder(deps, actorOf(req), req.params.id, req.body);
+      return getAutomation(deps, actorOf(req), 'autoresponder', req.params.id);
     },
-    async (req, reply) => reply.status(201).send(await createWorkflowRule(deps, actorOf(req), req.body)),
+  );
+  r.put(
+    '/api/automations/workflow-rules/:id',
+    { schema: { tags, params: idParams, body: workflowBody } },
+    async (req) => {
+      await updateWorkflowRule(deps, actorOf(req), req.params.id, req.body);
+      return getAutomation(deps, actorOf(req), 'workflow', req.params.id);
+    },
+  );
+  r.get('/api/automations/:kind/:id', { schema: { tags, params: kindParams } }, async (req) =>
+    getAutomation(deps, actorOf(req), req.params.kind, req.params.id),
   );
   r.post(
     '/api/automations/:kind/:id/active',
