@@ -340,7 +340,14 @@ class ResultWriter {
   }
 }
 
-async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
+/**
+ * How long recording outcomes is retried. They are known (the relay answered): given up on, the
+ * rows would stay 'sending' until recoverStuck calls them unknown. A database restart or failover
+ * takes seconds to a minute or two, so this outlasts one; STUCK_AFTER_MS is well beyond it.
+ */
+const RESULTS_RETRY_MS = 5 * 60_000;
+
+async function writeResults(deps: Deps, rows: Row[], since = Date.now(), wait = 250): Promise<void> {
   const now = deps.clock.now();
   try {
     // Guarded by claimed_at (this claim) and status: a row recoverStuck already called unknown still
@@ -370,10 +377,10 @@ async function writeResults(deps: Deps, rows: Row[], tries = 3): Promise<void> {
       deps.db,
     );
   } catch (e) {
-    if (tries <= 1) throw e;
-    deps.log.warn({ err: e }, 'recording delivery results failed; retrying');
-    await new Promise((r) => setTimeout(r, 500));
-    return writeResults(deps, rows, tries - 1);
+    if (Date.now() - since > RESULTS_RETRY_MS) throw e;
+    deps.log.warn({ err: e, count: rows.length }, 'recording delivery results failed; retrying');
+    await new Promise((r) => setTimeout(r, wait));
+    return writeResults(deps, rows, since, Math.min(wait * 2, 5000));
   }
 }
 
