@@ -244,6 +244,15 @@ export async function listRecordEmails(deps: Deps, actor: Actor, module: string,
   requireModule(actor, module, 'read');
   const mod = await loadModule(deps, actor.orgId, module);
   if (!UUID.test(recordId)) throw notFound('Record');
+  // Another org's (or module's) record id is not found, as on every other record route.
+  const rec = await deps.db
+    .selectFrom('records')
+    .select('id')
+    .where('org_id', '=', actor.orgId)
+    .where('module_id', '=', mod.id)
+    .where('id', '=', recordId)
+    .executeTakeFirst();
+  if (!rec) throw notFound('Record');
   const rows = await deps.db
     .selectFrom('messages')
     .select(MESSAGE_COLUMNS)

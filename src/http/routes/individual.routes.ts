@@ -75,7 +75,8 @@ export function individualRoutes(app: FastifyInstance, deps: Deps) {
             .where('t.deleted_at', 'is', null)
             .executeTakeFirst()
         : null;
-      const ctx = { orgId: a.orgId, userId: a.userId, ownerId: rec.owner_id, template: t ?? null };
+      if (t === undefined) throw notFound('Template');
+      const ctx = { orgId: a.orgId, userId: a.userId, ownerId: rec.owner_id, template: t };
       return {
         from: await addressOptions(deps, ctx, 'from'),
         replyTo: await addressOptions(deps, ctx, 'replyTo'),
