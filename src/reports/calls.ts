@@ -116,7 +116,7 @@ export async function emailCallsReport(
     END`;
   const callsPart = calls
     ? sql`UNION ALL
-      SELECT c.user_id, c.at, 0, 0, 0, c.k, c.secs FROM (
+      SELECT c.user_id, (c.at AT TIME ZONE ${tz}::text)::date, 0, 0, 0, c.k, c.secs FROM (
         SELECT r.owner_id AS user_id, ${callStart} AS at, ${callKind} AS k, ${duration} AS secs
         FROM records r WHERE r.org_id = ${actor.orgId} AND r.module_id = ${callsModule.id}
       ) c WHERE c.at >= ${lo} AND c.at < ${hi} AND c.k IS NOT NULL`
@@ -124,7 +124,12 @@ export async function emailCallsReport(
   const period =
     q.by === 'user'
       ? sql`NULL::text`
-      : sql`to_char(date_trunc(${q.groupBy}::text, a.at AT TIME ZONE ${tz}::text), 'YYYY-MM-DD')`;
+      : sql`to_char(date_trunc(${q.groupBy}::text, a.day::timestamp), 'YYYY-MM-DD')`;
+  // Emails per local day: each UTC day's row, corrected by the 15-minute rows between UTC and local
+  // midnight (they belong to the neighbouring day), as in query.ts: a year reads day rows, not 96
+  // quarter-hour rows a day.
+  const rollups = sql`report_rollups r WHERE r.org_id = ${actor.orgId} AND r.level = ${level} AND ${scope}
+    AND (r.sent > 0 OR r.received > 0 OR r.replied > 0)`;
   const user = q.by === 'date' ? sql`NULL::uuid` : sql`a.user_id`;
   const rows = (
     await sql<{
@@ -140,13 +145,24 @@ export async function emailCallsReport(
       calls_missed: number;
       call_seconds: string;
     }>`
-    WITH a AS (
-      SELECT r.user_id, r.bucket AS at, r.sent::int AS sent, r.received::int AS received,
-        r.replied::int AS replied, NULL::text AS k, 0::numeric AS secs
-      FROM report_rollups r
-      WHERE r.org_id = ${actor.orgId} AND r.level = ${level} AND r.grain = 'q'
-        AND r.bucket >= ${lo} AND r.bucket < ${hi} AND ${scope}
-        AND (r.sent > 0 OR r.received > 0 OR r.replied > 0)
+    WITH w AS (
+      SELECT least(d AT TIME ZONE ${tz}::text, d AT TIME ZONE 'UTC') AS lo,
+        greatest(d AT TIME ZONE ${tz}::text, d AT TIME ZONE 'UTC') AS hi
+      FROM generate_series(${q.from}::timestamp, (${q.to}::date + 1)::timestamp, interval '1 day') d
+    ), edge AS MATERIALIZED (
+      SELECT x.* FROM w CROSS JOIN LATERAL (
+        SELECT r.user_id, r.bucket, r.sent, r.received, r.replied FROM ${rollups}
+          AND r.grain = 'q' AND r.bucket >= w.lo AND r.bucket < w.hi) x
+    ), e AS (
+      SELECT r.user_id, (r.bucket AT TIME ZONE 'UTC')::date AS day, r.sent, r.received, r.replied
+      FROM ${rollups} AND r.grain = 'd' AND r.bucket >= ${q.from}::timestamp AT TIME ZONE 'UTC'
+        AND r.bucket < (${q.to}::date + 1)::timestamp AT TIME ZONE 'UTC'
+      UNION ALL SELECT user_id, (bucket AT TIME ZONE ${tz}::text)::date, sent, received, replied FROM edge
+      UNION ALL SELECT user_id, (bucket AT TIME ZONE 'UTC')::date, -sent, -received, -replied FROM edge
+    ), a AS (
+      SELECT user_id, day, sent::int AS sent, received::int AS received, replied::int AS replied,
+        NULL::text AS k, 0::numeric AS secs
+      FROM e WHERE day BETWEEN ${q.from}::date AND ${q.to}::date
       ${callsPart}
     ), g AS (
       SELECT ${period} AS period, ${user} AS user_id,
@@ -159,6 +175,8 @@ export async function emailCallsReport(
         count(*) FILTER (WHERE k = 'call_missed')::int AS calls_missed,
         coalesce(sum(secs), 0)::text AS call_seconds
       FROM a GROUP BY 1, 2
+      -- A UTC day's row moved whole to its neighbour leaves a group of zeros behind.
+      HAVING sum(sent) <> 0 OR sum(received) <> 0 OR sum(replied) <> 0 OR count(k) > 0
     )
     SELECT g.*, u.name AS user_name FROM g LEFT JOIN users u ON u.id = g.user_id AND u.org_id = ${actor.orgId}
     ORDER BY g.period NULLS FIRST, u.name NULLS LAST, g.user_id`.execute(deps.db)
