@@ -29,7 +29,8 @@ function sameToken(a: string, b: string) {
  */
 export function registerAuth(app: FastifyInstance, deps: Deps) {
   app.addHook('onRequest', async (req: FastifyRequest, _reply: FastifyReply) => {
-    const path = req.url.split('?')[0];
+    // The matched route's own path: a percent-encoded URL (/%61pi/…) routes to the same handler.
+    const path = req.routeOptions.url ?? req.url.split('?')[0];
     if (!path.startsWith('/api/') || PUBLIC.has(path) || path.startsWith('/api/docs')) return;
     const auth = req.headers.authorization;
     if (auth?.startsWith('Bearer ')) {
