@@ -14,6 +14,7 @@
 import { sql } from 'kysely';
 import pg from 'pg';
 import { type Actor, createOrg } from '../src/crm/index.ts';
+import { emailCallsReport } from '../src/reports/calls.ts';
 import { emailAnalytics, leaderboards, templatePerformance } from '../src/reports/reports.service.ts';
 import { eventsPass, rebuildRollups, sentPass, startReportsWorker } from '../src/reports/rollups.ts';
 import { benchDatabase, percentile, timed } from './support.ts';
@@ -242,6 +243,9 @@ try {
     'analytics by day': () => emailAnalytics(deps, admin, { ...range, groupBy: 'date' }),
     'template leaderboard': () => leaderboards(deps, admin, { ...range, minSends: 50 }),
     'version chart': () => templatePerformance(deps, admin, chartTemplate, range),
+    // Not one of the issue's targets; printed so that a slow Email & Calls shows.
+    'email & calls by month and user (no target)': () =>
+      emailCallsReport(deps, admin, { ...range, groupBy: 'month', by: 'both' }),
   };
   const measure = async (phase: string) => {
     let worst = 0;
@@ -250,7 +254,7 @@ try {
       const ms: number[] = [];
       for (let i = 0; i < RUNS; i++) ms.push((await timed(q))[0]);
       const p95 = percentile(ms, 95);
-      worst = Math.max(worst, p95);
+      if (!name.endsWith('(no target)')) worst = Math.max(worst, p95);
       log(`${phase}: ${name}: p50 ${percentile(ms, 50).toFixed(1)} ms, p95 ${p95.toFixed(1)} ms`);
     }
     return worst;
