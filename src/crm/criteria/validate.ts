@@ -24,6 +24,9 @@ import {
 
 const MAX_LIST = 100; // values in one "any of" list
 const MAX_TEXT = 1000;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are the point
+const CONTROL_CHARS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+const LONE_SURROGATE = /\p{Cs}/u;
 const MAX_DAYS = 100_000;
 // Date operands stay within years 1000–9998, so that every bound computed from them (± a day, ± the
 // time-zone offset) is still a 4-digit-year ISO string that sorts as text and parses in Postgres.
@@ -229,6 +232,10 @@ function oneString(op: string, value: unknown): string {
   const s = value.trim();
   if (s === '') return fail(`operator "${op}" needs a non-empty text value`);
   if (s.length > MAX_TEXT) return fail(`the value is longer than ${MAX_TEXT} characters`);
+  // Stored values never hold them (values.ts), and a NUL fails the whole query in Postgres.
+  if (CONTROL_CHARS.test(s)) return fail('the value contains control characters');
+  // Postgres would read a lone surrogate as U+FFFD and match what the evaluator does not.
+  if (LONE_SURROGATE.test(s)) return fail('the value is not valid Unicode text');
   return s;
 }
 
