@@ -44,7 +44,10 @@ export async function startParley(role: 'serve' | 'worker', o: ParleyEnv): Promi
   // Both roles print a line when ready: serve its URL, worker "Parley worker running".
   const url = await new Promise<string | undefined>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`parley ${role} not ready in 60 s:\n${out}`)), 60_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never left running unseen: the caller has no handle on it
+      reject(new Error(`parley ${role} not ready in 60 s:\n${out}`));
+    }, 60_000);
     const onData = (b: Buffer) => {
       out += b.toString();
       const ready = /Parley is ready at (\S+)/.exec(out);
