@@ -89,6 +89,13 @@ export async function deleteSession(deps: Deps, token: string) {
   await deps.db.deleteFrom('sessions').where('id', '=', hashToken(token)).execute();
 }
 
+/** Signs the user out everywhere but the session given (a password change ends a thief's session). */
+export async function deleteOtherSessions(deps: Deps, userId: string, keepToken: string | undefined) {
+  let q = deps.db.deleteFrom('sessions').where('user_id', '=', userId);
+  if (keepToken) q = q.where('id', '!=', hashToken(keepToken));
+  await q.execute();
+}
+
 export async function purgeExpiredSessions(deps: Deps) {
   const r = await deps.db
     .deleteFrom('sessions')

@@ -117,6 +117,8 @@ export function authRoutes(app: FastifyInstance, deps: Deps) {
     async (req) => {
       const a = actorOf(req);
       await crm.updateMe(deps, a, req.body);
+      if (req.body.newPassword !== undefined)
+        await crm.deleteOtherSessions(deps, a.userId, req.cookies[SESSION_COOKIE]);
       return me(deps, a.userId, a.orgId, req.csrfToken);
     },
   );
