@@ -11,6 +11,8 @@ import { ModuleFieldsPage, ModulesPage } from './pages/admin/ModulesPage.tsx';
 import { OrgPage } from './pages/admin/OrgPage.tsx';
 import { ProfilesPage } from './pages/admin/ProfilesPage.tsx';
 import { UsersPage } from './pages/admin/UsersPage.tsx';
+import { AutomationFormPage } from './pages/automations/AutomationFormPage.tsx';
+import { AutomationsPage } from './pages/automations/AutomationsPage.tsx';
 import { MassEmailStatsPage, MassEmailsPage, NewMassEmailPage } from './pages/bulk/MassEmailPages.tsx';
 import { DropboxPage } from './pages/dropbox/DropboxPage.tsx';
 import { ImportPage } from './pages/ImportPage.tsx';
@@ -133,6 +135,9 @@ const router = createBrowserRouter([
                   { path: 'modules/:module', element: <ModuleFieldsPage /> },
                   { path: 'org', element: <OrgPage /> },
                   { path: 'email', element: <EmailSettingsPage /> },
+                  { path: 'automations', element: <AutomationsPage /> },
+                  { path: 'automations/new/:kind', element: <AutomationFormPage /> },
+                  { path: 'automations/:kind/:id', element: <AutomationFormPage /> },
                   { path: 'suppressions', element: <SuppressionsPage /> },
                   { path: 'webhooks', element: <WebhooksPage /> },
                   { path: 'dropbox', element: <DropboxPage /> },

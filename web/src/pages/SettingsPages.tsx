@@ -53,6 +53,7 @@ export function SettingsLayout() {
             <NavLink to="/settings/modules">{t('modules.title')}</NavLink>
             <NavLink to="/settings/org">{t('org.title')}</NavLink>
             <NavLink to="/settings/email">{t('outreach.settingsTitle')}</NavLink>
+            <NavLink to="/settings/automations">{t('automations.title')}</NavLink>
             <NavLink to="/settings/suppressions">{t('suppressions.title')}</NavLink>
             <NavLink to="/settings/webhooks">{t('webhooks.title')}</NavLink>
             <NavLink to="/settings/dropbox">{t('dropbox.nav')}</NavLink>
