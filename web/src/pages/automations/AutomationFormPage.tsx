@@ -6,6 +6,7 @@ import { ApiError, api } from '../../api.ts';
 import { FilterBuilder } from '../../components/FilterBuilder.tsx';
 import { ErrorBanner, FormRow, Loading, PageHeader } from '../../components/ui.tsx';
 import { useModuleMeta, useModules, useUsers } from '../../queries.ts';
+import { useMe } from '../../session.tsx';
 import type { Criteria } from '../../types.ts';
 import { AddressSelect, choiceToValue, valueToChoice } from '../massmail/compose.tsx';
 import { TemplatePerformanceMini } from '../reports/TemplatePerformance.tsx';
@@ -106,6 +107,7 @@ function AutomationForm({ kind, rule }: { kind: Kind; rule?: Rule }) {
   const qc = useQueryClient();
   const modules = useModules();
   const users = useUsers();
+  const me = useMe();
   const ar = kind === 'autoresponder' ? (rule as Autoresponder | undefined) : undefined;
   const wf = kind === 'workflow' ? (rule as WorkflowRule | undefined) : undefined;
   const candidates = (modules.data ?? []).filter((m) =>
@@ -334,6 +336,12 @@ function AutomationForm({ kind, rule }: { kind: Kind; rule?: Rule }) {
             testId="automation-from"
           />
           {errors.from && <div className="field-error">{errors.from}</div>}
+          {/* A rule sends as the admin who created it, whoever edits it later. */}
+          {rule && rule.createdBy !== me.user.id && from === 'user:' && (
+            <p className="muted wide-note">
+              {t('automations.creatorAddress', { name: rule.creatorName ?? '' })}
+            </p>
+          )}
           <label className="checkbox">
             <input
               type="checkbox"
