@@ -4,6 +4,7 @@
 // afterwards that matches the workflow rule is sent its email, one that does not is not.
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acceptInvite, inviteUser } from '../../src/crm/index.ts';
 import { runAutomations } from '../../src/sending/automation.service.ts';
 import { login } from '../support/app.ts';
 import { type BrowserApp, startBrowserApp } from './browser.ts';
@@ -192,6 +193,33 @@ describe('automations UI', () => {
     await sql`UPDATE records SET created_at = created_at - interval '1 minute', updated_at = updated_at - interval '1 minute'
       WHERE org_id = ${org.orgId} AND data->>'last_name' = 'Hot Again'`.execute(db);
     expect(await runAutomations(app.deps, { orgId: org.orgId })).toBe(0);
+
+    // Someone without the admin profile has no Automations entry, and the page turns them away.
+    const email = `sam-${Date.now()}@test.example`;
+    const invited = await inviteUser(
+      app.deps,
+      {
+        orgId: org.orgId,
+        userId: org.adminId,
+        isAdmin: true,
+        permissions: {},
+        timeZone: 'UTC',
+        locale: 'en-US',
+      },
+      { email, name: 'Sam Standard', profileId: org.standardProfileId },
+    );
+    await acceptInvite(app.deps, { token: invited.inviteToken, password: 'user-password-123' });
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL(/\/login/);
+    await b.signIn(email, 'user-password-123');
+    await page.goto(`${app.url}/settings/automations`);
+    await page.getByText('Only administrators can open this page.').waitFor();
+    expect(
+      await page
+        .getByRole('navigation', { name: 'Settings' })
+        .getByRole('link', { name: 'Automations' })
+        .count(),
+    ).toBe(0);
     expect(b.pageErrors).toEqual([]);
   });
 });
