@@ -44,6 +44,15 @@ const publicColumns = [
   'created_at',
 ] as const;
 
+/** A user's name becomes the display name of their mail's From: no line breaks or control characters. */
+function checkOneLine(name: string) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(name))
+    throw invalid('name must be a single line of text', [
+      { path: 'name', message: 'line break or control character' },
+    ]);
+}
+
 export async function listUsers(deps: Deps, actor: Actor) {
   return deps.db
     .selectFrom('users')
@@ -89,6 +98,7 @@ export async function inviteUser(
   const name = typeof input.name === 'string' ? input.name.trim() : '';
   if (!name || name.length > 200)
     throw invalid('name must be 1 to 200 characters', [{ path: 'name', message: 'required' }]);
+  checkOneLine(name);
   const profileId = await checkProfile(deps, actor.orgId, input.profileId);
   const taken = await deps.db
     .selectFrom('users')
@@ -126,7 +136,10 @@ export async function acceptInvite(deps: Deps, input: { token: string; password:
     invite_token_hash: null,
     updated_at: deps.clock.now(),
   };
-  if (typeof input.name === 'string' && input.name.trim()) patch.name = input.name.trim().slice(0, 200);
+  if (typeof input.name === 'string' && input.name.trim()) {
+    checkOneLine(input.name.trim());
+    patch.name = input.name.trim().slice(0, 200);
+  }
   await deps.db.updateTable('users').set(patch).where('id', '=', user.id).execute();
   return user.id;
 }
@@ -143,6 +156,7 @@ export async function updateUser(
   if (input.name !== undefined) {
     const n = input.name.trim();
     if (!n || n.length > 200) throw invalid('name must be 1 to 200 characters');
+    checkOneLine(n);
     patch.name = n;
   }
   if (input.profileId !== undefined) {
@@ -187,6 +201,7 @@ export async function updateMe(
   if (input.name !== undefined) {
     const n = input.name.trim();
     if (!n || n.length > 200) throw invalid('name must be 1 to 200 characters');
+    checkOneLine(n);
     patch.name = n;
   }
   if (input.timeZone !== undefined) patch.time_zone = checkTimeZone(input.timeZone);
