@@ -145,7 +145,8 @@ export class Pop3Client {
     });
     if (line.startsWith('+OK')) return line.slice(3).trim();
     if (line.startsWith('-ERR')) throw new Pop3Error(line.slice(4).trim() || 'refused', 'ERR');
-    throw new Pop3Error(`Unexpected POP3 answer: ${line.slice(0, 100)}`, 'PROTOCOL');
+    // Not echoed: a user pointing the test at an internal service must not read what it said.
+    throw new Pop3Error('The server did not answer as a POP3 server does', 'PROTOCOL');
   }
 
   /** A multi-line answer's body, dot-unstuffed, up to the terminating ".". */
