@@ -161,15 +161,39 @@ program
   .option('--no-demo', 'do not create the demo org')
   .action((o) => runRoles({ http: true, worker: true, demo: o.demo }));
 
+/**
+ * `serve` and `worker` run beside other processes, often on other machines: a secret generated into
+ * each machine's data folder would make one process's tracking links, unsubscribe and bounce
+ * addresses and stored relay passwords unreadable to the others. So on a shared database they
+ * insist on PARLEY_SECRET.
+ */
+function requireSharedSecret() {
+  const c = config();
+  if (c.databaseUrl && !c.secret) {
+    console.error(
+      'PARLEY_SECRET must be set for `parley serve` and `parley worker` on PARLEY_DATABASE_URL: every ' +
+        'process signs links and encrypts passwords with it, so give them all the same value (≥ 32 characters, ' +
+        'e.g. from `openssl rand -hex 32`).',
+    );
+    process.exit(2);
+  }
+}
+
 program
   .command('serve')
   .description('run the API, web UI and tracking endpoints (stateless; run as many as you like)')
-  .action(() => runRoles({ http: true, worker: false, demo: false }));
+  .action(() => {
+    requireSharedSecret();
+    return runRoles({ http: true, worker: false, demo: false });
+  });
 
 program
   .command('worker')
   .description('run background jobs (stateless; run as many as you like)')
-  .action(() => runRoles({ http: false, worker: true, demo: false }));
+  .action(() => {
+    requireSharedSecret();
+    return runRoles({ http: false, worker: true, demo: false });
+  });
 
 program
   .command('migrate')
