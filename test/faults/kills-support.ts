@@ -44,6 +44,8 @@ export interface KillPlan {
   moment?: () => Promise<void>;
   /** Runs before each wait: gives the workers more to do when what they had is done. */
   feed?: () => Promise<void>;
+  /** Runs after each kill (e.g. what the lapse of the dead worker's leases would do, at once). */
+  afterKill?: (dead: ParleyProcess) => Promise<void>;
   deadlineMs: number;
 }
 
@@ -88,8 +90,10 @@ export async function killRandomly(
     await (plan.moment ? plan.moment() : sleep(Math.random() * 1500));
     const victims = [...alive];
     if (!victims.length) throw new Error('every worker exited by itself (see its output above)');
-    await victims[Math.floor(Math.random() * victims.length)].stop('SIGKILL');
+    const victim = victims[Math.floor(Math.random() * victims.length)];
+    await victim.stop('SIGKILL');
     kills++;
+    await plan.afterKill?.(victim);
   }
   await waitUntil(() => starting === 0, 120_000);
   kills += alive.size;
