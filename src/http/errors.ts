@@ -52,6 +52,23 @@ export function handleError(err: FastifyError | AppError | Error, req: FastifyRe
     // Fastify's own client errors (bad JSON, body too large, wrong content type).
     return reply.status(fe.statusCode).send(errorBody('validation_failed', fe.message));
   }
+  const unavailable = databaseUnavailable(err);
+  if (unavailable) {
+    req.log.error({ err }, unavailable);
+    return reply.status(503).send(errorBody('unavailable', unavailable));
+  }
   req.log.error({ err }, 'unhandled error');
   return reply.status(500).send(errorBody('internal', 'Something went wrong on our side'));
+}
+
+// When the database's state is why a request failed, say so (a 503, not "something went wrong"),
+// and whether to wait or to call an administrator.
+const LOST_CONNECTION = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '57P01', '57P02', '57P03']);
+function databaseUnavailable(err: Error): string | null {
+  const code = (err as { code?: unknown }).code;
+  if (code === '53100')
+    return 'The database has run out of disk space, so nothing was saved. An administrator must free space on its disk; then try again.';
+  if ((typeof code === 'string' && LOST_CONNECTION.has(code)) || /^Connection terminated/.test(err.message))
+    return 'The database cannot be reached right now: what you asked for may not have been done. Try again in a moment.';
+  return null;
 }
