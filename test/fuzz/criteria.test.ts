@@ -310,8 +310,8 @@ function patternFor(n: number): fc.Arbitrary<string | null | undefined> {
     fc.constantFrom(
       '',
       '   ',
-      '('.repeat(1_000) + '1' + ')'.repeat(1_000),
-      '1 or '.repeat(399) + '1',
+      `${'('.repeat(1_000)}1${')'.repeat(1_000)}`,
+      `${'1 or '.repeat(399)}1`,
       '99999999999999999999',
       '1'.repeat(2_001),
     ),
