@@ -70,3 +70,7 @@ export async function steadyLoad(o: {
     max: r.latency.max,
   };
 }
+
+/** The p-th percentile of sorted values (nearest rank). */
+export const percentile = (sorted: ArrayLike<number>, p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : 0;
