@@ -41,7 +41,7 @@ export interface KillPlan {
    * Waits for the moment of the next kill (e.g. some progress of the work); by default a random
    * moment up to 1.5 s after a worker is up and the previous kill.
    */
-  moment?: () => Promise<void>;
+  moment?: () => Promise<unknown>;
   /** Runs before each wait: gives the workers more to do when what they had is done. */
   feed?: () => Promise<void>;
   /** Runs after each kill (e.g. what the lapse of the dead worker's leases would do, at once). */
