@@ -5,7 +5,11 @@ import { spawnSync } from 'node:child_process';
 import { faultTallyLine } from './faults-tally.mjs';
 
 const suites = ['test/faults', 'test/scale', 'test/load', 'test/fuzz', 'test/security'];
-const run = spawnSync(process.execPath, ['scripts/test.mjs', ...suites, ...process.argv.slice(2)], {
+// Files named on the command line (`npm run test:faults -- test/faults/kills`) run instead of all
+// the suites: Vitest runs every file matching any filter, so adding them to the suites ran everything.
+const args = process.argv.slice(2);
+const named = args.some((a) => !a.startsWith('-'));
+const run = spawnSync(process.execPath, ['scripts/test.mjs', ...(named ? [] : suites), ...args], {
   stdio: 'inherit',
   env: { ...process.env, PARLEY_TEST_MODE: 'full' },
 });
