@@ -5,10 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { faultTallyLine } from './faults-tally.mjs';
 
 const suites = ['test/faults', 'test/scale', 'test/load', 'test/fuzz', 'test/security'];
-// Files named on the command line (`npm run test:faults -- test/faults/kills`) run instead of all
-// the suites: Vitest runs every file matching any filter, so adding them to the suites ran everything.
+// Paths under test/ given on the command line (`npm run test:faults -- test/faults/kills`) run
+// instead of the suites: Vitest runs files matching any filter, so adding them ran everything.
 const args = process.argv.slice(2);
-const named = args.some((a) => !a.startsWith('-'));
+const named = args.some((a) => /^(\.\/)?test\//.test(a));
 const run = spawnSync(process.execPath, ['scripts/test.mjs', ...(named ? [] : suites), ...args], {
   stdio: 'inherit',
   env: { ...process.env, PARLEY_TEST_MODE: 'full' },
