@@ -560,14 +560,17 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
   // Rows queued without content are rendered now (mass sends); without a renderer they wait.
   const unrendered = rows.filter((m) => m.html == null && m.text == null);
   let rendered = new Map<string, RenderedParts | Error>();
+  const renderFailed = new Map<string, string>();
   if (unrendered.length) {
     if (opts.render) {
       try {
         rendered = await opts.render(deps, unrendered);
       } catch (e) {
+        // The renderer reports bad rows one by one; a throw is about everything (the database went
+        // away): deferred, retried with backoff, failed only at the end of their lifetime.
         deps.log.error({ err: e }, 'delivery: rendering failed');
         for (const m of unrendered)
-          rendered.set(m.id, new Error(`rendering failed: ${(e as Error).message}`));
+          renderFailed.set(m.id, `could not render the message now: ${(e as Error).message}`);
       }
     } else {
       deps.log.warn({ count: unrendered.length }, 'delivery: messages need rendering but no renderer is set');
@@ -586,6 +589,11 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     let content: RenderedParts | undefined;
     if (m.html == null && m.text == null) {
       const r = rendered.get(m.id);
+      const failure = renderFailed.get(m.id);
+      if (failure) {
+        results.outcome(m, { status: 'deferred', code: null, response: failure }, null);
+        continue;
+      }
       if (!r) {
         results.release(m, 60_000);
         continue;

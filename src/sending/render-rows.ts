@@ -1,4 +1,5 @@
 import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
 import {
   buildMergeContexts,
   cleanSubject,
@@ -115,6 +116,8 @@ export const renderTemplateRows: DeliveryRenderer = async (deps: Deps, rows: Due
         senderUserId: first.sender_id,
       });
     } catch (err) {
+      // The database failing is not the rows' fault: the whole render fails, and is tried again.
+      if (!(err instanceof AppError)) throw err;
       for (const r of group) out.set(r.id, new Error(`merge failed: ${(err as Error).message}`));
       continue;
     }
