@@ -53,6 +53,8 @@ const hasControlChars = (s: string) => {
   return false;
 };
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
 type Result = { ok: true; value: unknown } | { ok: false; message: string };
 const ok = (value: unknown): Result => ({ ok: true, value });
 const fail = (message: string): Result => ({ ok: false, message });
@@ -82,6 +84,8 @@ export function normaliseValue(field: FieldMeta, raw: unknown): Result {
       if (s.length > max) return fail(`is longer than ${max} characters`);
       if (field.type !== 'long_text' && /[\r\n]/.test(s)) return fail('must be a single line');
       if (hasControlChars(s)) return fail('contains control characters');
+      // A lone surrogate (possible in JSON input) is refused by Postgres's jsonb: say so instead.
+      if (LONE_SURROGATE.test(s)) return fail('is not valid Unicode text');
       if (field.type === 'email' && !isValidEmail(s)) return fail(`"${s}" is not a valid email address`);
       if (field.type === 'phone' && !PHONE_RE.test(s)) return fail(`"${s}" is not a valid phone number`);
       if (field.type === 'picklist') {
