@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { parse } from 'csv-parse';
+import { CsvError, parse } from 'csv-parse';
 import { stringify } from 'csv-stringify/sync';
 import { sql } from 'kysely';
 import type { Deps } from '../deps.ts';
@@ -142,7 +142,9 @@ export async function importRecords(
       if (batch.length >= BATCH) await flush();
     }
   } catch (e) {
-    if ((e as { code?: string }).code?.startsWith('CSV_')) {
+    // Not every code starts with CSV_ (INVALID_OPENING_QUOTE does not): a broken file is the
+    // user's error, never a 500.
+    if (e instanceof CsvError) {
       await flush();
       reject(
         (e as { lines?: number }).lines ?? 0,
