@@ -121,7 +121,9 @@ export function liquidMessage(err: unknown): string {
   const msg = String((err as Error)?.message ?? err)
     .split('\n')[0]
     .replace(/, line:\d+, col:\d+$/, '');
-  return `${msg}${where(err)}`;
+  // liquidjs quotes the values involved, and a merge value can be 100 KB long.
+  const short = msg.length > 300 ? `${msg.slice(0, 299)}…` : msg;
+  return `${short}${where(err)}`;
 }
 
 function parsePart(engine: Liquid, part: TemplatePart, source: string): Template[] {
