@@ -22,7 +22,7 @@ import type { FieldMeta } from '../../src/crm/values.ts';
 import { type Database, openDatabase } from '../../src/db/pool.ts';
 import type { FieldType } from '../../src/db/schema.ts';
 import { AppError } from '../../src/errors.ts';
-import { cases, fuzzOptions, within } from './support.ts';
+import { cases, FUZZ_TIMEOUT, fuzzOptions, within } from './support.ts';
 
 // Criteria arrive as JSON from any client (views, filters, audiences, the export query string).
 // Random conditions, patterns and values against a module's fields: validation either accepts, and
@@ -30,7 +30,7 @@ import { cases, fuzzOptions, within } from './support.ts';
 // in-memory evaluator selects), or rejects with AppError('invalid_criteria') and a message per
 // problem. Anything else (a TypeError, a Postgres error) is a bug.
 
-const RUNS = cases(800);
+const RUNS = cases(600);
 const SAMPLE_EVERY = 2; // accepted cases also checked against the evaluator
 const LIMIT_MS = 2_000;
 
@@ -415,57 +415,61 @@ async function bySql(ast: CriteriaAst, ctx: CriteriaContext): Promise<string[]> 
 }
 
 describe('fuzz: criteria compiler', () => {
-  it('accepts and runs on Postgres, or rejects with a clear error', async () => {
-    const counts = { accepted: 0, rejected: 0, compared: 0 };
-    const scenario = fc.record({
-      module: fc.constantFrom('things', 'things', 'accounts'),
-      timeZone: fc.constantFrom(...ZONES),
-      now: fc.date({ min: new Date('2000-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }),
-    });
-    await fc.assert(
-      fc.asyncProperty(
-        scenario.chain((s) =>
-          criteriaInput(org.modules.get(s.module)!.fields).map((input) => ({ ...s, input })),
+  it(
+    'accepts and runs on Postgres, or rejects with a clear error',
+    async () => {
+      const counts = { accepted: 0, rejected: 0, compared: 0 };
+      const scenario = fc.record({
+        module: fc.constantFrom('things', 'things', 'accounts'),
+        timeZone: fc.constantFrom(...ZONES),
+        now: fc.date({ min: new Date('2000-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }),
+      });
+      await fc.assert(
+        fc.asyncProperty(
+          scenario.chain((s) =>
+            criteriaInput(org.modules.get(s.module)!.fields).map((input) => ({ ...s, input })),
+          ),
+          async (s) => {
+            const ctx = contextFor(org, s.module, { timeZone: s.timeZone, now: s.now });
+            await within(LIMIT_MS, 'validate, compile and query', async () => {
+              let ast: CriteriaAst;
+              try {
+                ast = validateCriteria(s.input, ctx);
+              } catch (e) {
+                expect(e).toBeInstanceOf(AppError);
+                const err = e as AppError;
+                expect(err.code).toBe('invalid_criteria');
+                expect(err.message).toMatch(/^Invalid (criteria|pattern): \S/);
+                expect(err.details?.length).toBeGreaterThan(0);
+                for (const d of err.details ?? [])
+                  expect(d.path).toMatch(/^(criteria|conditions(\[\d+\])?|pattern)/);
+                counts.rejected++;
+                return;
+              }
+              counts.accepted++;
+              const ids = await bySql(ast, ctx);
+              const kinds = ast.conditions.some((c) => c.type === 'kind');
+              if (!kinds && counts.accepted % SAMPLE_EVERY === 0) {
+                const mine = records
+                  .filter((r) => r.module_id === ctx.module.id && evaluateCriteria(ast, ctx, r, related))
+                  .map((r) => r.id)
+                  .sort();
+                expect(ids).toEqual(mine);
+                counts.compared++;
+              }
+            });
+          },
         ),
-        async (s) => {
-          const ctx = contextFor(org, s.module, { timeZone: s.timeZone, now: s.now });
-          await within(LIMIT_MS, 'validate, compile and query', async () => {
-            let ast: CriteriaAst;
-            try {
-              ast = validateCriteria(s.input, ctx);
-            } catch (e) {
-              expect(e).toBeInstanceOf(AppError);
-              const err = e as AppError;
-              expect(err.code).toBe('invalid_criteria');
-              expect(err.message).toMatch(/^Invalid (criteria|pattern): \S/);
-              expect(err.details?.length).toBeGreaterThan(0);
-              for (const d of err.details ?? [])
-                expect(d.path).toMatch(/^(criteria|conditions(\[\d+\])?|pattern)/);
-              counts.rejected++;
-              return;
-            }
-            counts.accepted++;
-            const ids = await bySql(ast, ctx);
-            const kinds = ast.conditions.some((c) => c.type === 'kind');
-            if (!kinds && counts.accepted % SAMPLE_EVERY === 0) {
-              const mine = records
-                .filter((r) => r.module_id === ctx.module.id && evaluateCriteria(ast, ctx, r, related))
-                .map((r) => r.id)
-                .sort();
-              expect(ids).toEqual(mine);
-              counts.compared++;
-            }
-          });
-        },
-      ),
-      fuzzOptions('criteria', RUNS, 10_000),
-    );
-    console.log(
-      `fuzz criteria: ${RUNS} cases: ${counts.accepted} accepted and run (${counts.compared} compared with the evaluator), ${counts.rejected} rejected`,
-    );
-    expect(counts.accepted).toBeGreaterThan(RUNS * 0.2);
-    expect(counts.rejected).toBeGreaterThan(RUNS * 0.2);
-  });
+        fuzzOptions('criteria', RUNS, 10_000),
+      );
+      console.log(
+        `fuzz criteria: ${RUNS} cases: ${counts.accepted} accepted and run (${counts.compared} compared with the evaluator), ${counts.rejected} rejected`,
+      );
+      expect(counts.accepted).toBeGreaterThan(RUNS * 0.2);
+      expect(counts.rejected).toBeGreaterThan(RUNS * 0.2);
+    },
+    FUZZ_TIMEOUT,
+  );
 
   // Regressions the fuzzer found.
   it('rejects a NUL in a text value with a clear error (it failed the query in Postgres)', () => {

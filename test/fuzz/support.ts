@@ -9,6 +9,9 @@ import { FULL, scaled } from '../support/mode.ts';
 
 export const FUZZ_SEED = Number(process.env.PARLEY_FUZZ_SEED ?? 20_261_130);
 
+/** Per fuzz test: the quick run well inside a minute, the full run (10,000+ cases) within ten. */
+export const FUZZ_TIMEOUT = scaled(90_000, 600_000);
+
 /** At least 10,000 cases in full mode; `quick` inside `npm test`. */
 export const cases = (quick: number, full = 10_000) => scaled(quick, Math.max(full, 10_000));
 

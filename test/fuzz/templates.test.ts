@@ -10,14 +10,14 @@ import {
   renderCompiledSync,
   TEMPLATE_LIMITS,
 } from '../../src/templates/index.ts';
-import { cases, fuzzOptions, mutated, within } from './support.ts';
+import { cases, FUZZ_TIMEOUT, fuzzOptions, mutated, within } from './support.ts';
 
 // Template sources are written by users and merge data comes from records anyone may have filled
 // in (web forms, imports). Random Liquid over random data must: compile or be refused with a clear
 // validation error; render or fail with one, within the render limits; never read the process, its
 // environment or a file; and in HTML, never let a merge value write markup.
 
-const RUNS = cases(1_000);
+const RUNS = cases(800);
 const LIMIT_MS = 3_000; // three parts, each stopped by renderLimit (250 ms) at worst
 
 // Values only a leak could put in the output.
@@ -245,42 +245,59 @@ function noLeak(out: string) {
 }
 
 describe('fuzz: template renderer', () => {
-  it('compiles or refuses, and renders or fails clearly, within the limits and without leaks', async () => {
-    const counts = { refused: 0, rendered: 0, failed: 0 };
-    await fc.assert(
-      fc.asyncProperty(template, context, fc.boolean(), async (t, ctx, sync) => {
-        await within(LIMIT_MS, 'compile and render', async () => {
-          let compiled: ReturnType<typeof compileTemplate>;
-          try {
-            compiled = compileTemplate(t);
-          } catch (e) {
-            clearError(e);
-            counts.refused++;
-            return;
-          }
-          try {
-            const r = sync ? renderCompiledSync(compiled, ctx) : await renderCompiled(compiled, ctx);
-            counts.rendered++;
-            for (const part of [r.subject, r.html ?? '', r.text]) {
-              noLeak(part);
-              expect(part.length).toBeLessThanOrEqual(TEMPLATE_LIMITS.output);
+  it(
+    'compiles or refuses, and renders or fails clearly, within the limits and without leaks',
+    async () => {
+      const counts = { refused: 0, rendered: 0, failed: 0 };
+      await fc.assert(
+        fc.asyncProperty(template, context, fc.boolean(), async (t, ctx, sync) => {
+          await within(LIMIT_MS, 'compile and render', async () => {
+            let compiled: ReturnType<typeof compileTemplate>;
+            try {
+              compiled = compileTemplate(t);
+            } catch (e) {
+              clearError(e);
+              counts.refused++;
+              return;
             }
-            expect(r.subject).not.toMatch(/[\r\n]/);
-            // A merge value never writes markup into HTML (unless the author asked for | raw).
-            if (r.html !== null && !t.html.includes(MARKUP) && !t.html.includes('raw'))
-              expect(r.html).not.toContain(MARKUP);
-          } catch (e) {
-            clearError(e);
-            counts.failed++;
-          }
-        });
-      }),
-      fuzzOptions('templates', RUNS, 10_000),
-    );
-    console.log(
-      `fuzz templates: ${RUNS} cases: ${counts.refused} refused at compile, ${counts.rendered} rendered, ${counts.failed} failed at render`,
-    );
-    // The generator is meant to reach all three outcomes.
-    for (const n of Object.values(counts)) expect(n).toBeGreaterThan(RUNS * 0.05);
+            try {
+              const r = sync ? renderCompiledSync(compiled, ctx) : await renderCompiled(compiled, ctx);
+              counts.rendered++;
+              for (const part of [r.subject, r.html ?? '', r.text]) {
+                noLeak(part);
+                expect(part.length).toBeLessThanOrEqual(TEMPLATE_LIMITS.output);
+              }
+              expect(r.subject).not.toMatch(/[\r\n]/);
+              // A merge value never writes markup into HTML (unless the author asked for | raw).
+              if (r.html !== null && !t.html.includes(MARKUP) && !t.html.includes('raw'))
+                expect(r.html).not.toContain(MARKUP);
+            } catch (e) {
+              clearError(e);
+              counts.failed++;
+            }
+          });
+        }),
+        fuzzOptions('templates', RUNS, 10_000),
+      );
+      console.log(
+        `fuzz templates: ${RUNS} cases: ${counts.refused} refused at compile, ${counts.rendered} rendered, ${counts.failed} failed at render`,
+      );
+      // The generator is meant to reach all three outcomes.
+      for (const n of Object.values(counts)) expect(n).toBeGreaterThan(RUNS * 0.05);
+    },
+    FUZZ_TIMEOUT,
+  );
+
+  // Regression the fuzzer found: the message quoted a 100 KB merge value whole.
+  it('keeps a render error short when a merge value is huge', async () => {
+    const compiled = compileTemplate({
+      subject: '{{ lead.name.length | where: lead.name }}',
+      html: '',
+      text: '',
+    });
+    const render = renderCompiled(compiled, { lead: { name: 'x'.repeat(100_000) } });
+    await expect(render).rejects.toBeInstanceOf(AppError);
+    const err = (await render.catch((e: unknown) => e)) as AppError;
+    expect(err.message.length).toBeLessThan(500);
   });
 });
