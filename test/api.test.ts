@@ -67,6 +67,14 @@ describe('auth', () => {
       payload: { data: { last_name: 'ByKey' } },
     });
     expect(ok.statusCode).toBe(201);
+    // "Last used" is set on first use and kept to the minute (not rewritten on every call).
+    const lastUsed = async () =>
+      (await admin.req('GET', '/api/api-keys')).body.find((x: { id: string }) => x.id === k.body.id)
+        .lastUsedAt;
+    const first = await lastUsed();
+    expect(first).toBeTruthy();
+    await t.app.inject({ method: 'GET', url: '/api/me', headers: auth });
+    expect(await lastUsed()).toBe(first);
     expect((await admin.req('GET', '/api/api-keys')).text).not.toContain(k.body.key);
     expect((await admin.req('DELETE', `/api/api-keys/${k.body.id}`)).status).toBe(204);
     const after = await t.app.inject({ method: 'GET', url: '/api/me', headers: auth });

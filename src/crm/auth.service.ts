@@ -143,11 +143,16 @@ export async function revokeApiKey(deps: Deps, actor: Actor, id: string) {
 export async function resolveApiKey(deps: Deps, key: string): Promise<Actor | undefined> {
   if (!/^pk_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}$/.test(key)) return undefined;
   const row = await deps.db
-    .updateTable('api_keys')
-    .set({ last_used_at: deps.clock.now() })
+    .selectFrom('api_keys')
+    .select(['id', 'user_id', 'last_used_at'])
     .where('key_hash', '=', hashToken(key))
     .where('revoked_at', 'is', null)
-    .returning('user_id')
     .executeTakeFirst();
-  return row ? actorForUser(deps, { userId: row.user_id }) : undefined;
+  if (!row) return undefined;
+  // "Last used" is shown to the minute; writing it on every call cost a commit per API request.
+  const now = deps.clock.now();
+  if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_PRECISION_MS)
+    await deps.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.id).execute();
+  return actorForUser(deps, { userId: row.user_id });
 }
+const LAST_USED_PRECISION_MS = 60_000;
