@@ -261,6 +261,23 @@ describe('the sync worker', () => {
       WHERE id = ${a.id}`.execute(deps.db);
   });
 
+  it('takes over an account whose worker died holding it at once, not at its next sync', async () => {
+    await sql`UPDATE mailbox_accounts SET state = 'paused'`.execute(deps.db);
+    const a = await account();
+    const held = (until: string) => sql`UPDATE mailbox_accounts SET lease_owner = 'dead-worker',
+      lease_until = now() + ${until}::interval, next_sync_at = now() + interval '1 hour' WHERE id = ${a.id}`;
+    await held('30 seconds').execute(deps.db); // a live holder: left alone
+    expect(await claimAccount(deps, 'worker-z', 60)).toBeNull();
+    await sql`UPDATE mailbox_accounts SET lease_owner = NULL, lease_until = NULL WHERE id = ${a.id}`.execute(
+      deps.db,
+    ); // released and not due: left alone
+    expect(await claimAccount(deps, 'worker-z', 60)).toBeNull();
+    await held('-1 second').execute(deps.db); // its holder died: lapsed
+    expect((await claimAccount(deps, 'worker-z', 60))?.id).toBe(a.id);
+    await sql`UPDATE mailbox_accounts SET lease_owner = NULL, lease_until = NULL, state = 'paused'
+      WHERE id = ${a.id}`.execute(deps.db);
+  });
+
   it('shares accounts between two workers, holds them in IDLE, and syncs new mail as it arrives', async () => {
     // Only the accounts of this test are due.
     await sql`UPDATE mailbox_accounts SET state = 'paused'`.execute(deps.db);

@@ -61,7 +61,13 @@ export async function claimAccount(
     WHERE a.id = (
       SELECT id FROM mailbox_accounts
       WHERE state = 'active' AND (lease_until IS NULL OR lease_until < now())
-        AND ${accountId ? sql`id = ${accountId}` : sql`next_sync_at <= now()`}
+        AND ${
+          accountId
+            ? sql`id = ${accountId}`
+            : // A lapsed lease (its worker died holding the account, maybe in IDLE) is taken over at
+              // once: waiting for next_sync_at would leave new mail unseen for a poll interval.
+              sql`(next_sync_at <= now() OR lease_until < now())`
+        }
       ORDER BY next_sync_at
       LIMIT 1
       FOR UPDATE SKIP LOCKED)
