@@ -1,4 +1,5 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router-dom';
 import { api, seg } from '../../api.ts';
@@ -51,6 +52,8 @@ function RuleActions({ kind, rule }: { kind: Kind; rule: Rule }) {
     mutationFn: (active: boolean) => api.post(`${path}/active`, { active }),
     onSettled: () => qc.invalidateQueries({ queryKey: automationKeys.all }),
   });
+  const [wanted, setWanted] = useState<boolean | null>(null);
+  const active = wanted ?? rule.active;
   const remove = useMutation({
     mutationFn: () => api.del(path),
     onSettled: () => qc.invalidateQueries({ queryKey: automationKeys.all }),
@@ -62,11 +65,16 @@ function RuleActions({ kind, rule }: { kind: Kind; rule: Rule }) {
           <input
             type="checkbox"
             role="switch"
-            aria-checked={toggle.isPending ? !!toggle.variables : rule.active}
-            checked={toggle.isPending ? !!toggle.variables : rule.active}
+            aria-checked={active}
+            checked={active}
             disabled={toggle.isPending}
             aria-label={t('automations.activeFor', { name: rule.name })}
-            onChange={(e) => toggle.mutate(e.target.checked)}
+            onChange={(e) => {
+              // Shown at once (the mutation's own state reaches React a tick later, and a controlled
+              // checkbox snaps back meanwhile), until the list is read again.
+              setWanted(e.target.checked);
+              toggle.mutate(e.target.checked, { onSettled: () => setWanted(null) });
+            }}
           />{' '}
           {rule.active ? t('automations.on') : t('automations.off')}
         </label>
