@@ -242,7 +242,10 @@ describe('scale-out: 2 serve and 3 worker processes on one PostgreSQL', () => {
     // Recurring jobs every minute from now on (pg-boss: each firing once across all workers).
     const jobNames = ['crm.purge-sessions', 'tracking.purge-hits'];
     const cronFrom = new Date();
-    await sql`UPDATE pgboss.schedule SET cron = '* * * * *' WHERE name = ANY(${jobNames})`.execute(deps.db);
+    // Again after a worker restarts: its start schedules the jobs anew, at their real times.
+    const everyMinute = () =>
+      sql`UPDATE pgboss.schedule SET cron = '* * * * *' WHERE name = ANY(${jobNames})`.execute(deps.db);
+    await everyMinute();
     // All four sends come due together, two seconds from now: three workers race for each.
     await sql`UPDATE mass_emails SET send_at = now() + interval '2 seconds'
       WHERE id = ANY(${[bigId, ...race.ids]}::uuid[])`.execute(deps.db);
@@ -338,6 +341,7 @@ describe('scale-out: 2 serve and 3 worker processes on one PostgreSQL', () => {
           (async () => {
             await workers[0].stop('SIGTERM');
             workers[0] = await startAgain('worker');
+            await everyMinute();
           })(),
         );
       }
