@@ -107,7 +107,7 @@ async function runRoles(roles: { http: boolean; worker: boolean; demo: boolean }
         const cut = await recoverStuck(deps, 0);
         if (cut) deps.log.warn({ count: cut }, 'messages cut off by the last stop are marked unknown');
       }
-      const w = await startWorker(deps, rt.url, () => stopping);
+      const w = await startWorker(deps, rt.url, () => stopping, { shared: !rt.embedded });
       stops.push(w.stop);
     }
     if (cfg.bounceSmtpPort !== undefined) {

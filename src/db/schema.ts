@@ -859,6 +859,12 @@ export interface LoginAttemptsTable {
   attempts: number;
 }
 
+export interface WorkerPresenceTable {
+  id: string;
+  started_at: DefaultTimestamp;
+  seen_at: DefaultTimestamp;
+}
+
 export interface DB {
   orgs: OrgsTable;
   profiles: ProfilesTable;
@@ -916,4 +922,5 @@ export interface DB {
   saved_reports: SavedReportsTable;
   message_attachments: MessageAttachmentsTable;
   login_attempts: LoginAttemptsTable;
+  worker_presence: WorkerPresenceTable;
 }

@@ -8,9 +8,11 @@ import { startReportsWorker } from '../reports/rollups.ts';
 import { startDeliveryWorker } from '../sending/delivery.jobs.ts';
 import { startMassScheduler } from '../sending/mass.jobs.ts';
 import { renderTemplateRows } from '../sending/render-rows.ts';
+import { closeRelayTransports } from '../sending/transport.ts';
 import { startTriggerWorker } from '../sending/triggers.ts';
 import { schedulePurgeOldHits } from '../tracking/retention.ts';
 import { startWebhookDispatcher } from '../webhooks/dispatcher.ts';
+import { startPresence } from './presence.ts';
 import { createQueue } from './queues.ts';
 
 export const PURGE_SESSIONS = 'crm.purge-sessions';
@@ -23,6 +25,7 @@ export async function startWorker(
   deps: Deps,
   connectionString: string,
   isStopping: () => boolean = () => false,
+  opts: { shared?: boolean } = {},
 ) {
   const boss = new PgBoss({ connectionString, schema: 'pgboss', max: 4 });
   // On Ctrl-C the embedded Postgres gets the signal too and drops connections: expected, not an error.
@@ -41,6 +44,10 @@ export async function startWorker(
     deps.log.info({ purged: n, loginWindows: await purgeLoginAttempts(deps) }, 'expired sessions purged');
   });
   await schedulePurgeOldHits(boss, deps);
+  // On a shared database the live workers split each relay's limits (sending/relay-share.ts); a new
+  // split closes the transports, and the next batches build them for their new share.
+  const presence = opts.shared ? await startPresence(deps) : undefined;
+  presence?.onChange(() => void closeRelayTransports(deps));
   // Email delivery: its own loop, woken by NOTIFY (wakeDelivery) and polling for retries.
   // Rows of mass sends are queued without content: the renderer merges them when claimed.
   const delivery = startDeliveryWorker(deps, { connectionString, isStopping, render: renderTemplateRows });
@@ -65,6 +72,7 @@ export async function startWorker(
       await reports.stop();
       await watches.stop();
       await delivery.stop();
+      await presence?.stop(); // after the last send: the others take its share only now
       await boss.stop({ graceful: true, timeout: 10_000 });
     },
   };

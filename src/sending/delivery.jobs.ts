@@ -71,7 +71,8 @@ export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): De
       let full = false;
       try {
         const c = await deliverDue(deps, { limit: batchSize, render: opts.render, orgId: opts.orgId });
-        full = c.claimed >= batchSize;
+        // Released messages (beyond this worker's share of a relay's rate) are not more work now.
+        full = c.claimed - c.released >= batchSize;
         if (c.claimed) deps.log.debug({ delivery: c }, 'delivery batch');
       } catch (err) {
         if (!opts.isStopping?.()) deps.log.error({ err }, 'delivery batch failed');
@@ -143,7 +144,7 @@ export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): De
       wake();
       await Promise.all(running);
       await listener?.end().catch(() => {});
-      closeRelayTransports(deps);
+      await closeRelayTransports(deps);
       await closeSignPool(deps);
     },
   };

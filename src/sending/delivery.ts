@@ -22,6 +22,7 @@ import type { Db } from '../db/pool.ts';
 import type { MessageKind, MessageStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
+import { presenceOf, type WorkerView } from '../jobs/presence.ts';
 import { enhancedCode, kindOf } from '../tracking/bounces/classify.ts';
 import { type BounceItem, recordBounces } from '../tracking/bounces/record.ts';
 import { insightsOrgs } from '../tracking/hits/insights-switch.ts';
@@ -32,10 +33,12 @@ import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
 import { fillTrackingSpots, markTrackingSpots, trackingBase, trackingMarkup } from './fast/fast-path.ts';
 import { type Attachment, buildMessage, type ListUnsubscribe } from './mime.ts';
 import { storeInOutbox } from './outbox.ts';
+import { relayShare } from './relay-share.ts';
 import { loadRelays, type RelaySettings } from './relays.ts';
 import { createSignPool, type SignPool } from './sign-pool.ts';
 import {
   type Envelope,
+  liveRelayTransports,
   type RelayTransport,
   relayTransport,
   type SendOutcome,
@@ -49,6 +52,36 @@ export const DELIVERY_CHANNEL = 'parley_delivery';
 export const STUCK_AFTER_MS = 10 * 60_000;
 /** How long a claimed message may wait for its rate or connection slot before it is put back. */
 export const RESERVE_HORIZON_MS = 10_000;
+/** When a message's relay is sent through by other workers now, it is looked at again this much later. */
+const NO_SHARE_RETRY_MS = 2_000;
+
+/** By worker: the orgs whose relay it has no share of under the view of the workers it last had. */
+const noShareSeen = new WeakMap<object, { view: string; orgs: Set<string> }>();
+
+const viewKey = (view: WorkerView | undefined) => (view ? `${view.rank}/${view.count}` : '');
+
+function noteNoShare(deps: Pick<Deps, 'db'>, view: WorkerView | undefined, orgs: Set<string>): void {
+  const key = viewKey(view);
+  let seen = noShareSeen.get(deps.db);
+  if (!seen || seen.view !== key) {
+    seen = { view: key, orgs: new Set() };
+    noShareSeen.set(deps.db, seen);
+  }
+  for (const o of orgs) seen.orgs.add(o);
+}
+
+/**
+ * The orgs whose messages this worker leaves to the others in its next claim: those of a relay it
+ * has no share of (under the same view of the workers), and those whose share's rate has no room
+ * left within the horizon (it would only put them back).
+ */
+function orgsToLeave(deps: Pick<Deps, 'db'>, view: WorkerView | undefined): string[] {
+  const out: string[] = [];
+  const seen = noShareSeen.get(deps.db);
+  if (seen && seen.view === viewKey(view)) out.push(...seen.orgs);
+  for (const t of liveRelayTransports(deps)) if (t.limiter.room(RESERVE_HORIZON_MS) === 0) out.push(t.orgId);
+  return out;
+}
 const BACKOFF_BASE_MS = 60_000;
 const BACKOFF_CAP_MS = 60 * 60_000;
 const DEFAULT_BATCH = 500;
@@ -167,12 +200,19 @@ export async function closeSignPool(deps: Pick<Deps, 'db'>): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Claim and record
 
-async function claim(deps: Deps, now: Date, limit: number, orgId?: string): Promise<DueMessage[]> {
+async function claim(
+  deps: Deps,
+  now: Date,
+  limit: number,
+  orgId?: string,
+  leave: readonly string[] = [],
+): Promise<DueMessage[]> {
   const r = await sql<DueMessage>`
     WITH due AS (
       SELECT id, status FROM messages
       WHERE status IN ('queued', 'deferred') AND next_attempt_at <= ${now}
         ${orgId ? sql`AND org_id = ${orgId}` : sql``}
+        ${leave.length ? sql`AND org_id <> ALL(${leave}::uuid[])` : sql``}
       ORDER BY next_attempt_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
@@ -297,6 +337,12 @@ class ResultWriter {
       subject: m.subject,
       tracked: null,
     });
+  }
+
+  /** Writes what is pending now. */
+  async flush(): Promise<void> {
+    this.flushSoon(0);
+    await this.chain;
   }
 
   private push(r: Row) {
@@ -534,7 +580,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise<DeliveryCounts> {
   const limit = Math.max(1, Math.min(opts.limit ?? DEFAULT_BATCH, 5000));
-  const rows = await claim(deps, deps.clock.now(), limit, opts.orgId);
+  const presence = presenceOf(deps);
+  const view = presence?.view() ?? undefined;
+  // A worker just started (or cut off from the others) sends nothing until it knows its share.
+  const rows =
+    presence && !view ? [] : await claim(deps, deps.clock.now(), limit, opts.orgId, orgsToLeave(deps, view));
   const results = new ResultWriter(deps, opts.random ?? Math.random, rows.length);
   if (!rows.length) return results.close();
 
@@ -557,8 +607,49 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     return results.close();
   }
 
+  // This worker's part of each relay's limits (relay-share.ts). Messages through a relay it has no
+  // part of now go back to the queue before any work is spent on them, and its next claims leave
+  // that org's messages to the others.
+  const noShare = new Set<string>();
+  for (const [orgId, relay] of relays) {
+    const share = relayShare(relay, view);
+    if (share) relays.set(orgId, share);
+    else noShare.add(orgId);
+  }
+  noteNoShare(deps, view, noShare);
+  // And no more than the relay's rate lets this worker start within the horizon: the others go
+  // back, due now, for another worker (or this one's next batch) rather than being rendered and
+  // signed only to be put back when their slot is too far.
+  const room = new Map<string, number>();
+  for (const [orgId, relay] of relays) {
+    try {
+      room.set(orgId, relayTransport(deps, relay).limiter.room(RESERVE_HORIZON_MS));
+    } catch {
+      // a password that cannot be decrypted: reported message by message below
+    }
+  }
+  const sendable: DueMessage[] = [];
+  let surplus = 0;
+  for (const m of rows) {
+    const left = room.get(m.org_id);
+    if (noShare.has(m.org_id)) results.release(m, NO_SHARE_RETRY_MS);
+    else if (left === 0) {
+      results.release(m, 0);
+      surplus++;
+    } else {
+      if (left !== undefined) room.set(m.org_id, left - 1);
+      sendable.push(m);
+    }
+  }
+  // The other workers hear of the messages put back for them at once, not at their next poll.
+  if (surplus && presence)
+    await results
+      .flush()
+      .then(() => wakeDelivery(deps))
+      .catch(() => {}); // they poll anyway
+
   // Rows queued without content are rendered now (mass sends); without a renderer they wait.
-  const unrendered = rows.filter((m) => m.html == null && m.text == null);
+  const unrendered = sendable.filter((m) => m.html == null && m.text == null);
   let rendered = new Map<string, RenderedParts | Error>();
   const renderFailed = new Map<string, string>();
   if (unrendered.length) {
@@ -579,7 +670,7 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
 
   const outboxItems: Prepared[] = [];
   const relayItems: Prepared[] = [];
-  for (const m of rows) {
+  for (const m of sendable) {
     const relay = relays.get(m.org_id);
     const orgKeys = keys.get(m.org_id);
     if (orgKeys instanceof Error) {
@@ -782,6 +873,13 @@ async function sendThroughRelay(p: Prepared, results: ResultWriter, marks: Hando
       await marks.mark(p.m.id);
     } catch {
       results.release(p.m, 5_000); // not handed over: safe to try again
+      return;
+    }
+    // The transport was replaced while this message waited (new relay settings, or the workers
+    // changed and its slot was reserved under a share no longer this worker's: relay-share.ts).
+    // Back to the queue, to be sent under the new one.
+    if (relay.closed) {
+      results.release(p.m, 0);
       return;
     }
     results.outcome(p.m, await relay.send(p.envelope, p.raw), 'relay', p.tracked);

@@ -120,6 +120,27 @@ describe('DeliveryLimiter', () => {
     expect(l.reserve('example.org', 5000)).toEqual({ delayMs: 100 });
   });
 
+  it('says how many sends the relay rate has room for within the horizon', () => {
+    const clock = fakeClock();
+    const l = new DeliveryLimiter({ perSecond: 10, domains: {} }, clock);
+    expect(l.room(1000)).toBe(11); // at 0, 100, …, 1000 ms
+    for (let i = 0; i < 4; i++) l.reserve('example.org', 5000);
+    expect(l.room(1000)).toBe(7); // the next at 400 ms
+    for (let i = 0; i < 20; i++) l.reserve('example.org', 5000);
+    expect(l.room(1000)).toBe(0);
+    clock.advance(2000);
+    expect(l.room(1000)).toBe(7); // next slot at 2400 ms: 2400…3000
+  });
+
+  it('sends nothing to a domain whose connections are all with other workers', () => {
+    const l = new DeliveryLimiter({
+      perSecond: 10,
+      domains: { 'gmail.com': { connections: 0, perSecond: 1 } },
+    });
+    expect(l.reserve('mail.gmail.com', 5000)).toEqual({ delayMs: null, retryInMs: 2000 });
+    expect(l.reserve('example.org', 5000)).toEqual({ delayMs: 0 }); // nothing was reserved for gmail
+  });
+
   it('matches domain entries by label, not by substring', () => {
     const l = new DeliveryLimiter({ perSecond: 1, domains: { 'mail.com': { connections: 1 } } });
     expect(l.limitKey('MAIL.COM')).toBe('mail.com');

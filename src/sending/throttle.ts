@@ -3,7 +3,8 @@
 // maxConnections). Written here rather than with nodemailer's rateLimit option because that one
 // is per transport only and cannot say "later" without holding the message; these tell the
 // caller how long a send would wait, so a message that would wait too long is put back in the
-// queue instead of being held while claimed. Limits are per process: N workers send up to N×.
+// queue instead of being held while claimed. These hold one process's share of a relay's limits;
+// relay-share.ts splits them between the live workers.
 
 /** Milliseconds on a monotonic clock (performance.now in production, a fake one in tests). */
 export interface TickClock {
@@ -34,6 +35,13 @@ export class RateLimit {
   /** The earliest time (on the clock) at which a send may start, reserving nothing. */
   earliest(now: number): number {
     return Math.max(now, this.tat - this.tolerance);
+  }
+
+  /** How many sends could start from now until `now + withinMs`, none reserved. */
+  room(now: number, withinMs: number): number {
+    const first = this.earliest(now);
+    if (first > now + withinMs) return 0;
+    return Math.floor((now + withinMs - first) / this.interval) + 1;
   }
 
   /** Records a send starting at `at` (never before earliest()). */
@@ -105,7 +113,7 @@ export class Semaphore {
 }
 
 export interface DomainLimit {
-  /** Concurrent sends to this receiving domain. */
+  /** Concurrent sends to this receiving domain; 0: none from this process (relay-share.ts). */
   connections?: number;
   /** Messages per second to this receiving domain. */
   perSecond?: number;
@@ -163,6 +171,11 @@ export class DeliveryLimiter {
     return s;
   }
 
+  /** How many messages the relay's rate lets start within `horizonMs` (domains' limits aside). */
+  room(horizonMs: number): number {
+    return this.relayRate.room(this.clock.now(), horizonMs);
+  }
+
   /**
    * Reserves the next send slot for a message to `domain` under the relay's and the domain's rate:
    * returns how many ms from now the send may start, or null (nothing reserved) when that is more
@@ -171,6 +184,8 @@ export class DeliveryLimiter {
   reserve(domain: string, horizonMs: number): { delayMs: number } | { delayMs: null; retryInMs: number } {
     const now = this.clock.now();
     const key = this.limitKey(domain);
+    // Other workers send to this domain: back to the queue, where one of them will take it.
+    if (key && this.settings.domains[key].connections === 0) return { delayMs: null, retryInMs: 2_000 };
     const rate = key ? this.domainState(key).rate : undefined;
     const at = Math.max(this.relayRate.earliest(now), rate ? rate.earliest(now) : now);
     if (at - now > horizonMs) return { delayMs: null, retryInMs: Math.ceil(at - now) };

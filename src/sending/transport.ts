@@ -50,8 +50,10 @@ export interface RelayTransport {
   readonly version: string;
   readonly limiter: DeliveryLimiter;
   send(envelope: Envelope, raw: Buffer): Promise<SendOutcome>;
-  /** Idle connections close at once, busy ones after their message. */
-  close(): void;
+  /** Idle connections close at once, busy ones after their message; resolves once all are closed. */
+  close(): Promise<void>;
+  /** Closed: replaced by a newer transport (new settings, or a new share of the relay's limits). */
+  readonly closed: boolean;
 }
 
 const MAX_RESPONSE = 1000;
@@ -323,15 +325,32 @@ export class ConnectionPool {
   }
 }
 
-const caches = new WeakMap<object, Map<string, RelayTransport>>();
+interface TransportCache {
+  live: Map<string, RelayTransport>;
+  /** By org: the closing of the transports replaced, which the next one waits for before sending. */
+  closing: Map<string, Promise<void>>;
+}
+const caches = new WeakMap<object, TransportCache>();
 
-function cacheOf(deps: Pick<Deps, 'db'>) {
+function cacheOf(deps: Pick<Deps, 'db'>): TransportCache {
   let c = caches.get(deps.db);
   if (!c) {
-    c = new Map();
+    c = { live: new Map(), closing: new Map() };
     caches.set(deps.db, c);
   }
   return c;
+}
+
+/** Closes the org's transport, if there is one; its successor sends once this is done. */
+function retire(cache: TransportCache, orgId: string): void {
+  const t = cache.live.get(orgId);
+  if (!t) return;
+  cache.live.delete(orgId);
+  const before = cache.closing.get(orgId);
+  const done: Promise<void> = Promise.all([before, t.close().catch(() => {})]).then(() => {
+    if (cache.closing.get(orgId) === done) cache.closing.delete(orgId);
+  });
+  cache.closing.set(orgId, done);
 }
 
 /**
@@ -340,8 +359,12 @@ function cacheOf(deps: Pick<Deps, 'db'>) {
  */
 export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySettings): RelayTransport {
   const cache = cacheOf(deps);
-  const cached = cache.get(relay.orgId);
+  const cached = cache.live.get(relay.orgId);
   if (cached && cached.version === relay.version) return cached;
+  retire(cache, relay.orgId);
+  // The connections of the transport replaced are closed before this one opens any, so that the
+  // relay never sees both (a new share of its limits is smaller or larger, never on top).
+  let previous = cache.closing.get(relay.orgId);
   // Bulk delivery goes through the pipelined client (fast/smtp-pipeline.ts): one round trip and
   // ~0.1 ms of CPU per message against ~0.2 ms for SMTPConnection (measured by bench:render-send);
   // its outcomes follow the same rules (5xx failed, 4xx or no connection deferred, silence after
@@ -358,6 +381,7 @@ export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySe
     connectTimeoutMs: CONNECTION_TIMEOUT_MS,
     socketTimeoutMs: SOCKET_TIMEOUT_MS,
   });
+  let closed = false;
   const transport: RelayTransport = {
     orgId: relay.orgId,
     version: relay.version,
@@ -368,6 +392,10 @@ export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySe
       domains: relay.domainLimits,
     }),
     send: async (envelope, raw) => {
+      if (previous) {
+        await previous;
+        previous = undefined;
+      }
       const r = await pool.send({ from: envelope.from, to: [envelope.to] }, raw);
       return {
         status: r.status,
@@ -376,25 +404,36 @@ export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySe
         ...(r.status === 'sent' ? {} : { error: { command: r.stage } }),
       };
     },
-    close: () => void pool.close().catch(() => {}),
+    close: () => {
+      closed = true;
+      return pool.close();
+    },
+    get closed() {
+      return closed;
+    },
   };
-  cached?.close();
-  cache.set(relay.orgId, transport);
+  cache.live.set(relay.orgId, transport);
   return transport;
+}
+
+/** The transports in use (one per org with a relay). */
+export function liveRelayTransports(deps: Pick<Deps, 'db'>): Iterable<RelayTransport> {
+  return cacheOf(deps).live.values();
 }
 
 /** Closes the transport of an org whose relay changed or was removed, if one is cached. */
 export function dropRelayTransport(deps: Pick<Deps, 'db'>, orgId: string): void {
-  const cache = cacheOf(deps);
-  cache.get(orgId)?.close();
-  cache.delete(orgId);
+  retire(cacheOf(deps), orgId);
 }
 
-/** Closes every cached transport (worker shutdown). */
-export function closeRelayTransports(deps: Pick<Deps, 'db'>): void {
+/**
+ * Closes every cached transport (worker shutdown, or a new split of the relays' limits between the
+ * workers); resolves once their connections are closed.
+ */
+export async function closeRelayTransports(deps: Pick<Deps, 'db'>): Promise<void> {
   const cache = cacheOf(deps);
-  for (const t of cache.values()) t.close();
-  cache.clear();
+  for (const orgId of [...cache.live.keys()]) retire(cache, orgId);
+  await Promise.all(cache.closing.values());
 }
 
 /**

@@ -49,7 +49,7 @@ export async function waitForPort(port: number, timeoutMs = 10_000): Promise<voi
   throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
 }
 
-async function until<T>(
+export async function until<T>(
   what: string,
   fn: () => T | undefined | null | false,
   timeoutMs = 15_000,
@@ -80,6 +80,8 @@ export interface CaptureServer {
   /** SMTP sessions opened so far, and those open now. */
   readonly connections: number;
   readonly open: number;
+  /** The most sessions that were open at once. */
+  readonly maxOpen: number;
   /** Resolves once `n` messages have arrived in all. */
   waitFor(n: number, timeoutMs?: number): Promise<Captured[]>;
   stop(): Promise<void>;
@@ -102,10 +104,12 @@ export async function startCaptureServer(opts: CaptureOptions = {}): Promise<Cap
   const messages: Captured[] = [];
   let connections = 0;
   let open = 0;
+  let maxOpen = 0;
   const options: SMTPServerOptions = {
     onConnect(_session, cb) {
       connections++;
       open++;
+      maxOpen = Math.max(maxOpen, open);
       cb();
     },
     onClose() {
@@ -166,6 +170,9 @@ export async function startCaptureServer(opts: CaptureOptions = {}): Promise<Cap
     },
     get open() {
       return open;
+    },
+    get maxOpen() {
+      return maxOpen;
     },
     waitFor: (n, timeoutMs) =>
       until(`${n} captured messages`, () => messages.length >= n && messages, timeoutMs),

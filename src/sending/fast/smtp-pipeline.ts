@@ -384,6 +384,13 @@ class PipelineConnection {
     this.events.closed(this);
   }
 
+  /** Resolves once the socket is closed: the server no longer counts this connection. */
+  gone(): Promise<void> {
+    const s = this.socket;
+    if (!s || s.closed) return Promise.resolve();
+    return new Promise((resolve) => s.once('close', () => resolve()));
+  }
+
   destroy(err: Error) {
     if (this.closed && !this.ending && !this.current && !this.next) {
       this.socket?.destroy();
@@ -522,7 +529,18 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
     async close() {
       closing = true;
       if (inFlight > 0) await new Promise<void>((r) => (drained = r));
-      for (const c of [...conns]) c.quit();
+      const quitting = [...conns];
+      for (const c of quitting) c.quit();
+      // Resolved once the relay has seen them go, so that a pool that replaces this one never has
+      // its connections open beside these (relay-share.ts); a relay slow to answer QUIT: 2 s at most.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(quitting.map((c) => c.gone())),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, 2_000);
+        }),
+      ]);
+      clearTimeout(timer);
     },
   };
 }
