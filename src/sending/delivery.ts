@@ -617,17 +617,18 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
     else noShare.add(orgId);
   }
   noteNoShare(deps, view, noShare);
-  // And no more than the relay's rate lets this worker start within the horizon: the others go
-  // back, due now, for another worker (or this one's next batch) rather than being rendered and
-  // signed only to be put back when their slot is too far.
+  // With other workers, no more than the relay's rate lets this one start within the horizon: the
+  // others go back, due now, for another worker (or this one's next batch) rather than wait here
+  // for a slot of this worker's share. (Alone, it puts them back below, due at their slot.)
   const room = new Map<string, number>();
-  for (const [orgId, relay] of relays) {
-    try {
-      room.set(orgId, relayTransport(deps, relay).limiter.room(RESERVE_HORIZON_MS));
-    } catch {
-      // a password that cannot be decrypted: reported message by message below
+  if (presence)
+    for (const [orgId, relay] of relays) {
+      try {
+        room.set(orgId, relayTransport(deps, relay).limiter.room(RESERVE_HORIZON_MS));
+      } catch {
+        // a password that cannot be decrypted: reported message by message below
+      }
     }
-  }
   const sendable: DueMessage[] = [];
   let surplus = 0;
   for (const m of rows) {
