@@ -99,6 +99,33 @@ describe('SMTP pipeline', () => {
     await p.close();
   });
 
+  it('closing sends what it accepted, on new connections if need be, then closes them all', async () => {
+    let open = 0;
+    let connects = 0;
+    const s = await startServer({
+      onConnect(_session, cb) {
+        open++;
+        connects++;
+        cb();
+      },
+      onClose() {
+        open--;
+      },
+    });
+    // one connection of 2 messages: the 6 accepted need three, opened while the pool closes
+    const p = pool(s.port, { connections: 1, maxMessagesPerConnection: 2 });
+    const sent = Array.from({ length: 6 }, (_, i) => p.send(envelope(i), message(i)));
+    const closed = p.close();
+    await expect(p.send(envelope(9), message(9))).rejects.toThrow(/closed/);
+    expect((await Promise.all(sent)).map((r) => r.status)).toEqual(Array(6).fill('sent'));
+    await closed;
+    expect(p.close()).toBe(closed); // closing twice waits for the same close
+    expect(s.received).toHaveLength(6);
+    expect(connects).toBe(3);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open).toBe(0);
+  });
+
   it('records refusals at each step and keeps using the connection', async () => {
     const s = await startServer({
       onMailFrom(address, _session, cb) {

@@ -452,6 +452,7 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
   let inFlight = 0;
   let drained: (() => void) | null = null;
   let closing = false;
+  let closed: Promise<void> | undefined;
 
   const events = {
     idle: () => dispatch(),
@@ -467,8 +468,9 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
     while (waiting.length) {
       let best: PipelineConnection | null = null;
       for (const c of conns) if (c.free && (!best || c.inFlight < best.inFlight)) best = c;
-      // Open another connection while every open one already has work.
-      if ((!best || best.inFlight > 0) && conns.size + opening < max && !closing) openOne();
+      // Open another connection while every open one already has work (closing too: what was
+      // accepted before the close is still sent).
+      if ((!best || best.inFlight > 0) && conns.size + opening < max) openOne();
       if (!best) return;
       best.assign(waiting.shift()!);
     }
@@ -526,21 +528,26 @@ export function createSmtpPipelinePool(opts: SmtpPipelineOptions): SmtpPipelineP
         dispatch();
       });
     },
-    async close() {
-      closing = true;
-      if (inFlight > 0) await new Promise<void>((r) => (drained = r));
-      const quitting = [...conns];
-      for (const c of quitting) c.quit();
-      // Resolved once the relay has seen them go, so that a pool that replaces this one never has
-      // its connections open beside these (relay-share.ts); a relay slow to answer QUIT: 2 s at most.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all(quitting.map((c) => c.gone())),
-        new Promise<void>((r) => {
-          timer = setTimeout(r, 2_000);
-        }),
-      ]);
-      clearTimeout(timer);
+    close() {
+      closed ??= closeNow();
+      return closed;
     },
   };
+
+  async function closeNow(): Promise<void> {
+    closing = true;
+    if (inFlight > 0) await new Promise<void>((r) => (drained = r));
+    const quitting = [...conns];
+    for (const c of quitting) c.quit();
+    // Resolved once the relay has seen them go, so that a pool that replaces this one never has
+    // its connections open beside these (relay-share.ts); a relay slow to answer QUIT: 2 s at most.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(quitting.map((c) => c.gone())),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, 2_000);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
 }
