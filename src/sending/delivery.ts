@@ -876,6 +876,7 @@ async function sendThroughRelay(p: Prepared, results: ResultWriter, marks: Hando
       results.release(p.m, 5_000); // not handed over: safe to try again
       return;
     }
+    await relay.opened;
     // The transport was replaced while this message waited (new relay settings, or the workers
     // changed and its slot was reserved under a share no longer this worker's: relay-share.ts).
     // Back to the queue, to be sent under the new one.

@@ -49,6 +49,13 @@ export interface RelayTransport {
   readonly orgId: string;
   readonly version: string;
   readonly limiter: DeliveryLimiter;
+  /**
+   * Resolves once the connections of the transports this one replaced are closed: only then may it
+   * open its own, so that the relay never sees both (a new share of its limits is never on top of
+   * the old one).
+   */
+  readonly opened: Promise<void>;
+  /** Never rejects: a closed transport answers deferred (check `closed` first to avoid that). */
   send(envelope: Envelope, raw: Buffer): Promise<SendOutcome>;
   /** Idle connections close at once, busy ones after their message; resolves once all are closed. */
   close(): Promise<void>;
@@ -362,9 +369,7 @@ export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySe
   const cached = cache.live.get(relay.orgId);
   if (cached && cached.version === relay.version) return cached;
   retire(cache, relay.orgId);
-  // The connections of the transport replaced are closed before this one opens any, so that the
-  // relay never sees both (a new share of its limits is smaller or larger, never on top).
-  let previous = cache.closing.get(relay.orgId);
+  const opened = cache.closing.get(relay.orgId) ?? Promise.resolve();
   // Bulk delivery goes through the pipelined client (fast/smtp-pipeline.ts): one round trip and
   // ~0.1 ms of CPU per message against ~0.2 ms for SMTPConnection (measured by bench:render-send);
   // its outcomes follow the same rules (5xx failed, 4xx or no connection deferred, silence after
@@ -391,12 +396,13 @@ export function relayTransport(deps: Pick<Deps, 'db' | 'config'>, relay: RelaySe
       maxConnections: relay.maxConnections * 2,
       domains: relay.domainLimits,
     }),
+    opened,
     send: async (envelope, raw) => {
-      if (previous) {
-        await previous;
-        previous = undefined;
-      }
-      const r = await pool.send({ from: envelope.from, to: [envelope.to] }, raw);
+      const r = await pool.send({ from: envelope.from, to: [envelope.to] }, raw).catch(
+        (e: Error) =>
+          // the pool closed: nothing of this message was written (sendThroughRelay checks first)
+          ({ status: 'deferred', code: null, response: e.message, stage: 'CONN' }) as const,
+      );
       return {
         status: r.status,
         code: r.code,
