@@ -8,30 +8,39 @@ import { hashToken, newToken } from './tokens.ts';
 const badLogin = () => new AppError('unauthenticated', 'Wrong email or password');
 let dummyHash: Promise<string> | undefined;
 
-export async function actorForUser(deps: Deps, where: { userId: string }): Promise<Actor | undefined> {
-  const row = await deps.db
+/** Users joined to their profiles, with what an Actor is made of. */
+function actors(deps: Deps) {
+  return deps.db
     .selectFrom('users')
     .innerJoin('profiles', 'profiles.id', 'users.profile_id')
     .select([
-      'users.id',
-      'users.org_id',
-      'users.status',
-      'users.time_zone',
-      'users.locale',
-      'profiles.is_admin',
-      'profiles.permissions',
-    ])
-    .where('users.id', '=', where.userId)
-    .executeTakeFirst();
-  if (row?.status !== 'active') return undefined;
+      'users.id as actor_user_id',
+      'users.org_id as actor_org_id',
+      'users.status as actor_status',
+      'users.time_zone as actor_time_zone',
+      'users.locale as actor_locale',
+      'profiles.is_admin as actor_is_admin',
+      'profiles.permissions as actor_permissions',
+    ]);
+}
+
+type ActorRow = Awaited<ReturnType<ReturnType<typeof actors>['executeTakeFirstOrThrow']>>;
+
+/** The Actor of an active user; a user who was deactivated has none. */
+function toActor(row: ActorRow | undefined): Actor | undefined {
+  if (row?.actor_status !== 'active') return undefined;
   return {
-    orgId: row.org_id,
-    userId: row.id,
-    isAdmin: row.is_admin,
-    permissions: row.permissions,
-    timeZone: row.time_zone,
-    locale: row.locale,
+    orgId: row.actor_org_id,
+    userId: row.actor_user_id,
+    isAdmin: row.actor_is_admin,
+    permissions: row.actor_permissions,
+    timeZone: row.actor_time_zone,
+    locale: row.actor_locale,
   };
+}
+
+export async function actorForUser(deps: Deps, where: { userId: string }): Promise<Actor | undefined> {
+  return toActor(await actors(deps).where('users.id', '=', where.userId).executeTakeFirst());
 }
 
 export async function login(deps: Deps, email: string, password: string) {
@@ -75,13 +84,14 @@ export async function createSession(deps: Deps, userId: string, orgId: string) {
 }
 
 export async function resolveSession(deps: Deps, token: string) {
-  const s = await deps.db
-    .selectFrom('sessions')
-    .select(['user_id', 'csrf_token', 'expires_at'])
-    .where('id', '=', hashToken(token))
+  // One query per request: the session and its user.
+  const s = await actors(deps)
+    .innerJoin('sessions', 'sessions.user_id', 'users.id')
+    .select(['sessions.csrf_token', 'sessions.expires_at'])
+    .where('sessions.id', '=', hashToken(token))
     .executeTakeFirst();
   if (!s || s.expires_at.getTime() <= deps.clock.now().getTime()) return undefined;
-  const actor = await actorForUser(deps, { userId: s.user_id });
+  const actor = toActor(s);
   return actor ? { actor, csrfToken: s.csrf_token } : undefined;
 }
 
@@ -142,17 +152,18 @@ export async function revokeApiKey(deps: Deps, actor: Actor, id: string) {
 
 export async function resolveApiKey(deps: Deps, key: string): Promise<Actor | undefined> {
   if (!/^pk_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}$/.test(key)) return undefined;
-  const row = await deps.db
-    .selectFrom('api_keys')
-    .select(['id', 'user_id', 'last_used_at'])
-    .where('key_hash', '=', hashToken(key))
-    .where('revoked_at', 'is', null)
+  // One query per request: the key and its user.
+  const row = await actors(deps)
+    .innerJoin('api_keys', 'api_keys.user_id', 'users.id')
+    .select(['api_keys.id', 'api_keys.last_used_at'])
+    .where('api_keys.key_hash', '=', hashToken(key))
+    .where('api_keys.revoked_at', 'is', null)
     .executeTakeFirst();
   if (!row) return undefined;
   // "Last used" is shown to the minute; writing it on every call cost a commit per API request.
   const now = deps.clock.now();
   if (!row.last_used_at || now.getTime() - row.last_used_at.getTime() >= LAST_USED_PRECISION_MS)
     await deps.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.id).execute();
-  return actorForUser(deps, { userId: row.user_id });
+  return toActor(row);
 }
 const LAST_USED_PRECISION_MS = 60_000;

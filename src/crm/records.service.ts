@@ -41,8 +41,14 @@ export interface Scope {
 }
 
 /** Loads what a request on one module needs: its metadata and the criteria context. */
-export async function scope(deps: Deps, actor: Actor, moduleName: string): Promise<Scope> {
-  const modules = await loadModules(deps, actor.orgId);
+export async function scope(
+  deps: Deps,
+  actor: Actor,
+  moduleName: string,
+  /** The org's modules when already loaded in this request. */
+  loaded?: Scope['modules'],
+): Promise<Scope> {
+  const modules = loaded ?? (await loadModules(deps, actor.orgId));
   const mod = modules.get(moduleName);
   if (!mod) throw notFound(`Module "${moduleName}"`);
   const meta = (m: ModuleMeta) => ({
@@ -451,7 +457,7 @@ export async function getRecord(deps: Deps, actor: Actor, moduleName: string, id
         .orderBy('r.created_at', 'desc')
         .limit(50)
         .execute();
-      const rs = await scope(deps, actor, m.apiName);
+      const rs = await scope(deps, actor, m.apiName, s.modules);
       related.push({
         module: m.apiName,
         moduleLabel: m.pluralLabel,
