@@ -870,13 +870,14 @@ async function sendThroughRelay(p: Prepared, results: ResultWriter, marks: Hando
     return;
   }
   try {
+    // Before marking: a message marked but not sent becomes unknown if the worker dies.
+    await relay.opened;
     try {
-      await marks.mark(p.m.id);
+      if (!relay.closed) await marks.mark(p.m.id);
     } catch {
       results.release(p.m, 5_000); // not handed over: safe to try again
       return;
     }
-    await relay.opened;
     // The transport was replaced while this message waited (new relay settings, or the workers
     // changed and its slot was reserved under a share no longer this worker's: relay-share.ts).
     // Back to the queue, to be sent under the new one.
