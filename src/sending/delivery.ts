@@ -55,8 +55,12 @@ export const RESERVE_HORIZON_MS = 10_000;
 /** When a message's relay is sent through by other workers now, it is looked at again this much later. */
 const NO_SHARE_RETRY_MS = 2_000;
 
-/** By worker: the orgs whose relay it has no share of under the view of the workers it last had. */
-const noShareSeen = new WeakMap<object, { view: string; orgs: Set<string> }>();
+/**
+ * By worker: the orgs whose relay it has no share of under the view of the workers it last had, and
+ * until when that is taken as known (the relay's settings may change meanwhile).
+ */
+const noShareSeen = new WeakMap<object, { view: string; orgs: Map<string, number> }>();
+const NO_SHARE_KNOWN_MS = 30_000;
 
 const viewKey = (view: WorkerView | undefined) => (view ? `${view.rank}/${view.count}` : '');
 
@@ -64,10 +68,11 @@ function noteNoShare(deps: Pick<Deps, 'db'>, view: WorkerView | undefined, orgs:
   const key = viewKey(view);
   let seen = noShareSeen.get(deps.db);
   if (!seen || seen.view !== key) {
-    seen = { view: key, orgs: new Set() };
+    seen = { view: key, orgs: new Map() };
     noShareSeen.set(deps.db, seen);
   }
-  for (const o of orgs) seen.orgs.add(o);
+  const until = performance.now() + NO_SHARE_KNOWN_MS;
+  for (const o of orgs) seen.orgs.set(o, until);
 }
 
 /**
@@ -78,7 +83,11 @@ function noteNoShare(deps: Pick<Deps, 'db'>, view: WorkerView | undefined, orgs:
 function orgsToLeave(deps: Pick<Deps, 'db'>, view: WorkerView | undefined): string[] {
   const out: string[] = [];
   const seen = noShareSeen.get(deps.db);
-  if (seen && seen.view === viewKey(view)) out.push(...seen.orgs);
+  const now = performance.now();
+  if (seen && seen.view === viewKey(view))
+    for (const [orgId, until] of seen.orgs)
+      if (until > now) out.push(orgId);
+      else seen.orgs.delete(orgId);
   for (const t of liveRelayTransports(deps)) if (t.limiter.room(RESERVE_HORIZON_MS) === 0) out.push(t.orgId);
   return out;
 }
