@@ -7,7 +7,7 @@ import type { Deps } from '../../src/deps.ts';
 import { recoverStuck } from '../../src/sending/delivery.ts';
 import { createMassEmail, type MassEmailInput } from '../../src/sending/mass.service.ts';
 import { saveRelay } from '../../src/sending/relays.ts';
-import { createTestOrg, insertTemplate } from '../support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, moduleId } from '../support/app.ts';
 import type { CaptureServer } from '../support/mail-peers.ts';
 import { type ParleyProcess, startParley } from '../support/processes.ts';
 
@@ -112,14 +112,7 @@ export interface SendOrg {
 /** An enterprise org sending through `smtp`, with `n` contacts r1..rn@sink.example. */
 export async function sendingOrg(deps: Deps, smtp: CaptureServer, n: number): Promise<SendOrg> {
   const o = await createTestOrg(deps, { edition: 'enterprise' });
-  const admin: Actor = {
-    orgId: o.orgId,
-    userId: o.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  const admin = adminActor(o);
   // The test's own database: room for big sends and every follow-up.
   await deps.db.updateTable('orgs').set({ mass_email_addon: 1_000_000 }).where('id', '=', o.orgId).execute();
   await deps.db
@@ -134,12 +127,7 @@ export async function sendingOrg(deps: Deps, smtp: CaptureServer, n: number): Pr
     maxConnections: 4,
     maxPerSecond: 100_000,
   });
-  const mod = await deps.db
-    .selectFrom('modules')
-    .select('id')
-    .where('org_id', '=', o.orgId)
-    .where('api_name', '=', 'contacts')
-    .executeTakeFirstOrThrow();
+  const modId = await moduleId(deps, o.orgId, 'contacts');
   const templateId = await insertTemplate(deps, o.orgId, 'contacts', {
     name: 'Kill',
     subject: 'Hi {{ contact.last_name }}',
@@ -148,9 +136,9 @@ export async function sendingOrg(deps: Deps, smtp: CaptureServer, n: number): Pr
     createdBy: o.adminId,
   });
   await sql`INSERT INTO records (org_id, module_id, owner_id, data)
-    SELECT ${o.orgId}, ${mod.id}, ${o.adminId}, jsonb_build_object('last_name', 'R' || g, 'email', 'r' || g || '@sink.example')
+    SELECT ${o.orgId}, ${modId}, ${o.adminId}, jsonb_build_object('last_name', 'R' || g, 'email', 'r' || g || '@sink.example')
     FROM generate_series(1, ${n}) g`.execute(deps.db);
-  return { orgId: o.orgId, admin, contactsModuleId: mod.id, templateId };
+  return { orgId: o.orgId, admin, contactsModuleId: modId, templateId };
 }
 
 /** A mass email to every contact of the org, sent now (follow-ups as given). */

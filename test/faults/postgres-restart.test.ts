@@ -12,7 +12,7 @@ import { openDatabase } from '../../src/db/pool.ts';
 import { type Deps, systemClock } from '../../src/deps.ts';
 import { createMassEmail } from '../../src/sending/mass.service.ts';
 import { saveRelay } from '../../src/sending/relays.ts';
-import { createTestOrg, type TestOrg } from '../support/app.ts';
+import { adminActor, createTestOrg, moduleId, type TestOrg } from '../support/app.ts';
 import { type CaptureServer, startCaptureServer } from '../support/mail-peers.ts';
 import { scaled } from '../support/mode.ts';
 import { type ParleyProcess, startParley } from '../support/processes.ts';
@@ -52,14 +52,7 @@ beforeAll(async () => {
   };
   smtp = await startCaptureServer();
   org = await createTestOrg(deps);
-  admin = {
-    orgId: org.orgId,
-    userId: org.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  admin = adminActor(org);
   await deps.db
     .updateTable('orgs')
     .set({ mass_email_addon: 1_000_000 })
@@ -133,15 +126,10 @@ async function query<T>(f: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
 let sends = 0;
 async function massSendOf(n: number): Promise<string> {
   const tag = `S${++sends}x`;
-  const mod = await deps.db
-    .selectFrom('modules')
-    .select('id')
-    .where('org_id', '=', org.orgId)
-    .where('api_name', '=', 'contacts')
-    .executeTakeFirstOrThrow();
+  const modId = await moduleId(deps, org.orgId, 'contacts');
   const t = await deps.db
     .insertInto('templates')
-    .values({ org_id: org.orgId, module_id: mod.id, name: `Restart ${tag}`, created_by: org.adminId })
+    .values({ org_id: org.orgId, module_id: modId, name: `Restart ${tag}`, created_by: org.adminId })
     .returning('id')
     .executeTakeFirstOrThrow();
   await deps.db
@@ -157,7 +145,7 @@ async function massSendOf(n: number): Promise<string> {
     })
     .execute();
   await sql`INSERT INTO records (org_id, module_id, owner_id, data)
-    SELECT ${org.orgId}, ${mod.id}, ${org.adminId},
+    SELECT ${org.orgId}, ${modId}, ${org.adminId},
       jsonb_build_object('last_name', ${tag} || g, 'email', lower(${tag}) || g || '@sink.example')
     FROM generate_series(1, ${n}) g`.execute(deps.db);
   return createMassEmail(deps, admin, {

@@ -1,12 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Actor } from '../../src/crm/index.ts';
 import { createMassEmail } from '../../src/sending/mass.service.ts';
 import { saveRelay } from '../../src/sending/relays.ts';
 import { trackingToken } from '../../src/tracking/tokens.ts';
 import { recordFaults } from '../faults/tally.ts';
-import { createTestOrg, insertTemplate, ownDatabase } from '../support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, moduleId, ownDatabase } from '../support/app.ts';
 import { type SmtpSink, startSmtpSink } from '../support/mail-peers.ts';
 import { scaled } from '../support/mode.ts';
 import { type ParleyProcess, startParley } from '../support/processes.ts';
@@ -53,15 +52,6 @@ afterAll(async () => {
   await deps.close();
 });
 
-const actorOf = (o: { orgId: string; adminId: string }): Actor => ({
-  orgId: o.orgId,
-  userId: o.adminId,
-  isAdmin: true,
-  permissions: {},
-  timeZone: 'UTC',
-  locale: 'en-US',
-});
-
 /** An org with a relay to the capture server, `n` contacts and a mass email to them, scheduled an hour out. */
 async function scheduledSend(
   edition: 'professional' | 'enterprise',
@@ -70,7 +60,7 @@ async function scheduledSend(
   minutes: number,
 ) {
   const o = await createTestOrg(deps, { edition });
-  const admin = actorOf(o);
+  const admin = adminActor(o);
   await saveRelay(deps, admin, {
     host: '127.0.0.1',
     port: smtp.port,
@@ -78,12 +68,7 @@ async function scheduledSend(
     maxConnections: 4,
     maxPerSecond: 100_000,
   });
-  const mod = await deps.db
-    .selectFrom('modules')
-    .select('id')
-    .where('org_id', '=', o.orgId)
-    .where('api_name', '=', 'contacts')
-    .executeTakeFirstOrThrow();
+  const modId = await moduleId(deps, o.orgId, 'contacts');
   const templateId = await insertTemplate(deps, o.orgId, 'contacts', {
     subject: 'Offer for {{ contact.last_name }}',
     html: `<p>Hi {{ contact.last_name }}, <a href="${LINK}">see the offer</a></p>`,
@@ -91,7 +76,7 @@ async function scheduledSend(
     createdBy: o.adminId,
   });
   await sql`INSERT INTO records (org_id, module_id, owner_id, data)
-    SELECT ${o.orgId}, ${mod.id}, ${o.adminId},
+    SELECT ${o.orgId}, ${modId}, ${o.adminId},
       jsonb_build_object('last_name', ${tag} || g, 'email', ${tag} || g || '@sink.example')
     FROM generate_series(1, ${n}) g`.execute(deps.db);
   if (edition === 'professional') {

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMassEmail } from '../../src/sending/mass.service.ts';
 import { saveRelay } from '../../src/sending/relays.ts';
-import { createTestOrg, insertTemplate, ownDatabase } from '../support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, moduleId, ownDatabase } from '../support/app.ts';
 import { type CaptureServer, startCaptureServer, until } from '../support/mail-peers.ts';
 import { type ParleyProcess, startParley } from '../support/processes.ts';
 
@@ -69,14 +69,7 @@ const live = async () =>
 describe('relay limits with several workers', () => {
   it('three workers, one leaving and one joining midway, keep to the relay’s rate, connections and domain limits', async () => {
     const o = await createTestOrg(deps, { edition: 'enterprise' });
-    const admin = {
-      orgId: o.orgId,
-      userId: o.adminId,
-      isAdmin: true,
-      permissions: {},
-      timeZone: 'UTC',
-      locale: 'en-US',
-    };
+    const admin = adminActor(o);
     await saveRelay(deps, admin, {
       host: '127.0.0.1',
       port: relay.port,
@@ -85,12 +78,7 @@ describe('relay limits with several workers', () => {
       maxPerSecond: RATE,
       domainLimits: { 'slow.example': SLOW },
     });
-    const mod = await deps.db
-      .selectFrom('modules')
-      .select('id')
-      .where('org_id', '=', o.orgId)
-      .where('api_name', '=', 'contacts')
-      .executeTakeFirstOrThrow();
+    const modId = await moduleId(deps, o.orgId, 'contacts');
     const templateId = await insertTemplate(deps, o.orgId, 'contacts', {
       subject: 'Hello {{ contact.last_name }}',
       html: '<p>Hi {{ contact.last_name }}</p>',
@@ -98,11 +86,11 @@ describe('relay limits with several workers', () => {
       createdBy: o.adminId,
     });
     await sql`INSERT INTO records (org_id, module_id, owner_id, data)
-      SELECT ${o.orgId}::uuid, ${mod.id}::uuid, ${o.adminId}::uuid,
+      SELECT ${o.orgId}::uuid, ${modId}::uuid, ${o.adminId}::uuid,
         jsonb_build_object('last_name', 'F' || g, 'email', 'f' || g || '@fast.example')
       FROM generate_series(1, ${FAST_N}) g
       UNION ALL
-      SELECT ${o.orgId}::uuid, ${mod.id}::uuid, ${o.adminId}::uuid,
+      SELECT ${o.orgId}::uuid, ${modId}::uuid, ${o.adminId}::uuid,
         jsonb_build_object('last_name', 'S' || g, 'email', 's' || g || '@slow.example')
       FROM generate_series(1, ${SLOW_N}) g`.execute(deps.db);
     const id = await createMassEmail(deps, admin, {

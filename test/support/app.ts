@@ -4,7 +4,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { createOrg as createOrgService } from '../../src/crm/index.ts';
+import { type Actor, createOrg as createOrgService } from '../../src/crm/index.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { openDatabase } from '../../src/db/pool.ts';
 import { type Clock, type Deps, systemClock } from '../../src/deps.ts';
@@ -51,6 +51,29 @@ export async function createTestOrg(
     adminPassword,
     standardProfileId: r.profiles.standardId,
   };
+}
+
+/** The org's admin as an Actor, for calling services directly (UTC, en-US). */
+export function adminActor(o: { orgId: string; adminId: string }): Actor {
+  return {
+    orgId: o.orgId,
+    userId: o.adminId,
+    isAdmin: true,
+    permissions: {},
+    timeZone: 'UTC',
+    locale: 'en-US',
+  };
+}
+
+/** The id of one of the org's modules, by api name. */
+export async function moduleId(deps: Deps, orgId: string, apiName: string): Promise<string> {
+  const m = await deps.db
+    .selectFrom('modules')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where('api_name', '=', apiName)
+    .executeTakeFirstOrThrow();
+  return m.id;
 }
 
 /** A signed-in API client over app.inject (no sockets), carrying the session cookie and CSRF token. */
