@@ -33,7 +33,7 @@ import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
 import { fillTrackingSpots, markTrackingSpots, trackingBase, trackingMarkup } from './fast/fast-path.ts';
 import { type Attachment, buildMessage, type ListUnsubscribe } from './mime.ts';
 import { storeInOutbox } from './outbox.ts';
-import { relayShare } from './relay-share.ts';
+import { LEFT_TO_OTHERS_RETRY_MS, relayShare } from './relay-share.ts';
 import { loadRelays, type RelaySettings } from './relays.ts';
 import { createSignPool, type SignPool } from './sign-pool.ts';
 import {
@@ -52,8 +52,6 @@ export const DELIVERY_CHANNEL = 'parley_delivery';
 export const STUCK_AFTER_MS = 10 * 60_000;
 /** How long a claimed message may wait for its rate or connection slot before it is put back. */
 export const RESERVE_HORIZON_MS = 10_000;
-/** When a message's relay is sent through by other workers now, it is looked at again this much later. */
-const NO_SHARE_RETRY_MS = 2_000;
 
 /**
  * By worker: the orgs whose relay it has no share of under the view of the workers it last had, and
@@ -642,7 +640,7 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
   let surplus = 0;
   for (const m of rows) {
     const left = room.get(m.org_id);
-    if (noShare.has(m.org_id)) results.release(m, NO_SHARE_RETRY_MS);
+    if (noShare.has(m.org_id)) results.release(m, LEFT_TO_OTHERS_RETRY_MS);
     else if (left === 0) {
       results.release(m, 0);
       surplus++;

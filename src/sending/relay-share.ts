@@ -10,6 +10,9 @@ import type { DomainLimit } from '../db/schema.ts';
 import type { WorkerView } from '../jobs/presence.ts';
 import type { RelaySettings } from './relays.ts';
 
+/** A message left to the other workers (no share of its relay, or of its domain, here) is due again this much later. */
+export const LEFT_TO_OTHERS_RETRY_MS = 2_000;
+
 /** The first 32 bits of the org's UUID: where the rotation starts for this org's relay. */
 function offsetOf(orgId: string, count: number): number {
   const n = Number.parseInt(orgId.replace(/-/g, '').slice(0, 8), 16);

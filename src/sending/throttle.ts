@@ -6,6 +6,8 @@
 // queue instead of being held while claimed. These hold one process's share of a relay's limits;
 // relay-share.ts splits them between the live workers.
 
+import { LEFT_TO_OTHERS_RETRY_MS } from './relay-share.ts';
+
 /** Milliseconds on a monotonic clock (performance.now in production, a fake one in tests). */
 export interface TickClock {
   now(): number;
@@ -185,7 +187,8 @@ export class DeliveryLimiter {
     const now = this.clock.now();
     const key = this.limitKey(domain);
     // Other workers send to this domain: back to the queue, where one of them will take it.
-    if (key && this.settings.domains[key].connections === 0) return { delayMs: null, retryInMs: 2_000 };
+    if (key && this.settings.domains[key].connections === 0)
+      return { delayMs: null, retryInMs: LEFT_TO_OTHERS_RETRY_MS };
     const rate = key ? this.domainState(key).rate : undefined;
     const at = Math.max(this.relayRate.earliest(now), rate ? rate.earliest(now) : now);
     if (at - now > horizonMs) return { delayMs: null, retryInMs: Math.ceil(at - now) };
