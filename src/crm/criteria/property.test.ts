@@ -4,6 +4,7 @@ import { type SqlBool, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type Database, openDatabase } from '../../db/pool.ts';
 import type { FieldType } from '../../db/schema.ts';
+import { FIELD_TYPES } from '../metadata.service.ts';
 import type { FieldMeta } from '../values.ts';
 import { addDays, localDayStart } from './dates.ts';
 import {
@@ -57,20 +58,8 @@ const WORDS = [
   'Zoë',
   "o'brien",
 ];
-const TYPES: FieldType[] = [
-  'text',
-  'long_text',
-  'email',
-  'phone',
-  'number',
-  'currency',
-  'date',
-  'datetime',
-  'picklist',
-  'multi_picklist',
-  'boolean',
-  'user',
-];
+// Every type but lookups, whose values are ids of real records.
+const TYPES = FIELD_TYPES.filter((t) => t !== 'lookup');
 const fieldsOfEveryType = (): FieldMeta[] =>
   TYPES.map((t) =>
     field(`f_${t}`, t, { values: t === 'picklist' ? PICK : t === 'multi_picklist' ? MULTI : undefined }),
