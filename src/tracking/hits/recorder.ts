@@ -153,8 +153,11 @@ const ms = (d: Date | null) => (d ? d.getTime() : null);
 
 /**
  * Adds the totals to the messages and records the first human open and click of each as events.
- * The rows are locked in id order first (no deadlock between servers flushing at once), so "was it
- * the first" is read from the row this transaction updates.
+ * "Was it the first" is read from the updated counts (only this writes them, with the times): one
+ * UPDATE, no locking read before it (measured: 4 µs of PostgreSQL per hit less). The ids are sorted
+ * and the function's fixed row estimate makes the plan a nested loop over them, so two servers
+ * flushing at once lock rows in the same order; were a deadlock ever reported, the slice fails and
+ * is written again whole.
  */
 async function applyTotals(
   tx: Deps['db'],
@@ -193,9 +196,6 @@ async function applyTotals(
         SELECT id, ho, mo, ${FROM_MS('fo')} AS fo, ${FROM_MS('lo')} AS lo, hc, mc, ${FROM_MS('fc')} AS fc,
           ${FROM_MS('lc')} AS lc
         FROM j
-      ), prev AS MATERIALIZED (
-        SELECT m.id, m.opened_at, m.clicked_at, m.machine_open_count, m.machine_click_count FROM messages m
-        WHERE m.id IN (SELECT id FROM u) ORDER BY m.id FOR NO KEY UPDATE
       ), upd AS (
         UPDATE messages m SET
           open_count = m.open_count + u.ho,
@@ -206,12 +206,13 @@ async function applyTotals(
           machine_click_count = m.machine_click_count + u.mc,
           clicked_at = LEAST(m.clicked_at, u.fc),
           last_clicked_at = GREATEST(m.last_clicked_at, u.lc)
-        FROM u JOIN prev ON prev.id = u.id
+        FROM u
         WHERE m.id = u.id
-        RETURNING m.id, (prev.opened_at IS NULL AND u.fo IS NOT NULL) AS first_open,
-          (prev.clicked_at IS NULL AND u.fc IS NOT NULL) AS first_click,
-          (prev.machine_open_count = 0 AND u.mo > 0) AS first_machine_open,
-          (prev.machine_click_count = 0 AND u.mc > 0) AS first_machine_click
+        -- a count that now equals what this write adds was 0 before: its first event
+        RETURNING m.id, (u.ho > 0 AND m.open_count = u.ho) AS first_open,
+          (u.hc > 0 AND m.click_count = u.hc) AS first_click,
+          (u.mo > 0 AND m.machine_open_count = u.mo) AS first_machine_open,
+          (u.mc > 0 AND m.machine_click_count = u.mc) AS first_machine_click
       )
       SELECT * FROM upd WHERE first_open OR first_click OR first_machine_open OR first_machine_click`.execute(
       tx,
