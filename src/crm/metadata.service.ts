@@ -68,7 +68,17 @@ export async function loadModules(deps: Deps, orgId: string): Promise<Map<string
     deps.db
       .selectFrom('fields')
       // what ModuleMeta holds, no more: read on every record request
-      .select(['id', 'module_id', 'api_name', 'label', 'type', 'required', 'options', 'is_custom', 'position'])
+      .select([
+        'id',
+        'module_id',
+        'api_name',
+        'label',
+        'type',
+        'required',
+        'options',
+        'is_custom',
+        'position',
+      ])
       .where('org_id', '=', orgId)
       .orderBy('position')
       .orderBy('created_at')
