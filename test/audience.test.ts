@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Actor, createRecord } from '../src/crm/index.ts';
 import { countAudience, listAudience, resolveAudience } from '../src/sending/audience.ts';
-import { createTestOrg, testDeps } from './support/app.ts';
+import { adminActor, createTestOrg, testDeps } from './support/app.ts';
 
 const deps = testDeps();
 let admin: Actor;
@@ -10,14 +10,7 @@ let ids: Record<string, string>;
 
 beforeAll(async () => {
   const org = await createTestOrg(deps);
-  admin = {
-    orgId: org.orgId,
-    userId: org.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  admin = adminActor(org);
   const c = async (key: string, data: Record<string, unknown>) => {
     const r = await createRecord(deps, admin, 'contacts', { data: { last_name: key, ...data } });
     return [key, r.id] as const;

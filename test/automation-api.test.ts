@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptInvite, inviteUser } from '../src/crm/index.ts';
 import {
+  adminActor,
   type Client,
   createTestOrg,
   insertTemplate,
@@ -189,14 +190,7 @@ describe('automations API', () => {
     expect((await stranger.req('DELETE', `/api/automations/workflow/${id}`)).status).toBe(404);
     expect((await stranger.req('GET', '/api/automations')).body.workflowRules).toEqual([]);
 
-    const actor = {
-      orgId: org.orgId,
-      userId: org.adminId,
-      isAdmin: true,
-      permissions: {},
-      timeZone: 'UTC',
-      locale: 'en-US',
-    };
+    const actor = adminActor(org);
     const email = `std-${Date.now()}@test.example`;
     const { inviteToken } = await inviteUser(app.deps, actor, {
       email,

@@ -8,7 +8,7 @@ import {
   runAutomations,
   setAutomationActive,
 } from '../src/sending/automation.service.ts';
-import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 
 let now = new Date('2026-05-01T09:00:00Z');
 const clock: Clock = { now: () => new Date(now) };
@@ -19,14 +19,7 @@ afterAll(() => deps.close());
 
 beforeAll(async () => {
   const o = await createTestOrg(deps);
-  admin = {
-    orgId: o.orgId,
-    userId: o.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  admin = adminActor(o);
   leadTemplate = await insertTemplate(deps, o.orgId, 'leads', {
     name: 'Welcome',
     subject: 'Welcome',

@@ -13,7 +13,7 @@ import { verpReturnPath } from '../src/sending/verp.ts';
 import { type BounceListener, startBounceListener } from '../src/tracking/bounces/inbound.ts';
 import { recordBounces } from '../src/tracking/bounces/record.ts';
 import { reconsiderAddress } from '../src/tracking/bounces/suppression.ts';
-import { createTestOrg, insertTemplate, type TestOrg, testDeps } from './support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, type TestOrg, testDeps } from './support/app.ts';
 import { arf, dsn, proseBounce, smtpSend } from './support/bounce-mail.ts';
 
 let now = new Date('2026-11-01T10:00:00Z');
@@ -26,14 +26,7 @@ let listener: BounceListener;
 
 beforeAll(async () => {
   org = await createTestOrg(deps);
-  admin = {
-    orgId: org.orgId,
-    userId: org.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  admin = adminActor(org);
   listener = await startBounceListener(deps, { port: 0, host: '127.0.0.1', maxBytes: 64 * 1024 });
 });
 afterAll(async () => {

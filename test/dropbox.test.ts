@@ -5,12 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Actor, acceptInvite, inviteUser } from '../src/crm/index.ts';
+import { acceptInvite, inviteUser } from '../src/crm/index.ts';
 import { dropboxInbound } from '../src/mailbox/dropbox/metrics.ts';
 import { dkimDnsName, generateDkimKey } from '../src/sending/dkim.ts';
 import { verpReturnPath } from '../src/sending/verp.ts';
 import { type BounceListener, startBounceListener } from '../src/tracking/bounces/inbound.ts';
-import { type Client, login, startTestApp, type TestOrg } from './support/app.ts';
+import { adminActor, type Client, login, startTestApp, type TestOrg } from './support/app.ts';
 import { dsn, smtpSend } from './support/bounce-mail.ts';
 
 let t: Awaited<ReturnType<typeof startTestApp>>;
@@ -59,15 +59,6 @@ async function newOrg(): Promise<Org> {
   expect(box.status).toBe(200);
   return { ...o, admin, address: box.body.address, leadId, contactId, lead, contact };
 }
-
-const actorOf = (o: TestOrg): Actor => ({
-  orgId: o.orgId,
-  userId: o.adminId,
-  isAdmin: true,
-  permissions: {},
-  timeZone: 'UTC',
-  locale: 'en-US',
-});
 
 /** Mails like a user's client does: MAIL FROM the sender, the dropbox only as a BCC. */
 async function mail(o: {
@@ -345,7 +336,7 @@ describe('mail received at the dropbox', () => {
   it('a deactivated user or a removed sender is not verified any more', async () => {
     const o = await newOrg();
     const email = `uma-${tag()}@test.example`;
-    const { inviteToken, user } = await inviteUser(t.deps, actorOf(o), {
+    const { inviteToken, user } = await inviteUser(t.deps, adminActor(o), {
       email,
       name: 'Uma',
       profileId: o.standardProfileId,
@@ -608,7 +599,7 @@ describe('access', () => {
 
   it('only admins manage the dropbox', async () => {
     const email = `std-${tag()}@test.example`;
-    const { inviteToken } = await inviteUser(t.deps, actorOf(a), {
+    const { inviteToken } = await inviteUser(t.deps, adminActor(a), {
       email,
       name: 'Sam Standard',
       profileId: a.standardProfileId,

@@ -13,7 +13,7 @@ import {
   updateMassEmail,
 } from '../src/sending/mass.service.ts';
 import { launchDue } from '../src/sending/mass-launch.ts';
-import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 
 // A clock the tests move by hand: schedules, the 15-minute rule and GMT days depend on it.
 let now = new Date('2026-06-10T08:00:00Z');
@@ -31,14 +31,7 @@ async function newOrg(edition: 'standard' | 'enterprise' | 'free', contacts: num
   const o = await createTestOrg(deps, { edition: edition as 'enterprise' });
   if (edition !== 'enterprise')
     await deps.db.updateTable('orgs').set({ edition }).where('id', '=', o.orgId).execute();
-  const admin: Actor = {
-    orgId: o.orgId,
-    userId: o.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  const admin: Actor = adminActor(o);
   const other = await deps.db
     .insertInto('users')
     .values({

@@ -10,7 +10,7 @@ import { saveRelay } from '../src/sending/relays.ts';
 import { renderTemplateRows } from '../src/sending/render-rows.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
 import { verifyTrackingToken } from '../src/tracking/tokens.ts';
-import { createTestOrg, insertTemplate, testDeps } from './support/app.ts';
+import { adminActor, createTestOrg, insertTemplate, testDeps } from './support/app.ts';
 import { type CaptureServer, startCaptureServer } from './support/mail-peers.ts';
 
 const deps = testDeps();
@@ -22,14 +22,7 @@ let accountId: string;
 beforeAll(async () => {
   smtp = await startCaptureServer();
   const o = await createTestOrg(deps);
-  admin = {
-    orgId: o.orgId,
-    userId: o.adminId,
-    isAdmin: true,
-    permissions: {},
-    timeZone: 'UTC',
-    locale: 'en-US',
-  };
+  admin = adminActor(o);
   await saveRelay(deps, admin, {
     host: '127.0.0.1',
     port: smtp.port,

@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptInvite, inviteUser } from '../../src/crm/index.ts';
 import { runAutomations } from '../../src/sending/automation.service.ts';
-import { login } from '../support/app.ts';
+import { adminActor, login } from '../support/app.ts';
 import { type BrowserApp, startBrowserApp } from './browser.ts';
 
 describe('automations UI', () => {
@@ -196,18 +196,11 @@ describe('automations UI', () => {
 
     // Someone without the admin profile has no Automations entry, and the page turns them away.
     const email = `sam-${Date.now()}@test.example`;
-    const invited = await inviteUser(
-      app.deps,
-      {
-        orgId: org.orgId,
-        userId: org.adminId,
-        isAdmin: true,
-        permissions: {},
-        timeZone: 'UTC',
-        locale: 'en-US',
-      },
-      { email, name: 'Sam Standard', profileId: org.standardProfileId },
-    );
+    const invited = await inviteUser(app.deps, adminActor(org), {
+      email,
+      name: 'Sam Standard',
+      profileId: org.standardProfileId,
+    });
     await acceptInvite(app.deps, { token: invited.inviteToken, password: 'user-password-123' });
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL(/\/login/);

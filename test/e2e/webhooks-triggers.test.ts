@@ -10,7 +10,7 @@ import { fireTriggers } from '../../src/sending/triggers.ts';
 import { recordEvents } from '../../src/tracking/events.ts';
 import { deliverDueWebhooks } from '../../src/webhooks/dispatcher.ts';
 import { createEndpoint, sendTestEvent } from '../../src/webhooks/service.ts';
-import { insertTemplate, login } from '../support/app.ts';
+import { adminActor, insertTemplate, login } from '../support/app.ts';
 import { type BrowserApp, startBrowserApp } from './browser.ts';
 
 describe('webhooks and trigger actions UI', () => {
@@ -53,14 +53,7 @@ describe('webhooks and trigger actions UI', () => {
 
     // An endpoint on this machine (the operator's setting, here for the test), a test event sent.
     const local = { ...app.deps, config: { ...app.deps.config, webhooksAllowPrivate: true } };
-    const actor: Actor = {
-      orgId: org.orgId,
-      userId: org.adminId,
-      isAdmin: true,
-      permissions: {},
-      timeZone: 'UTC',
-      locale: 'en-US',
-    };
+    const actor: Actor = adminActor(org);
     const port = (receiver.address() as AddressInfo).port;
     const { endpoint } = await createEndpoint(local, actor, {
       url: `http://127.0.0.1:${port}/ui-hook`,
