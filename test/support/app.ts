@@ -176,15 +176,15 @@ export async function insertTemplate(
   module: string,
   v: { name?: string; subject: string; html: string; text: string; createdBy?: string | null },
 ): Promise<string> {
-  const mod = await deps.db
-    .selectFrom('modules')
-    .select('id')
-    .where('org_id', '=', orgId)
-    .where('api_name', '=', module)
-    .executeTakeFirstOrThrow();
+  const moduleIdOfTemplate = await moduleId(deps, orgId, module);
   const t = await deps.db
     .insertInto('templates')
-    .values({ org_id: orgId, module_id: mod.id, name: v.name ?? 'Template', created_by: v.createdBy ?? null })
+    .values({
+      org_id: orgId,
+      module_id: moduleIdOfTemplate,
+      name: v.name ?? 'Template',
+      created_by: v.createdBy ?? null,
+    })
     .returning('id')
     .executeTakeFirstOrThrow();
   await deps.db
