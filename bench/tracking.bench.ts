@@ -17,8 +17,9 @@ import { benchDatabase, median } from './support.ts';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
-const MESSAGES = 20_000;
-const REQUESTS = 10_000; // distinct URLs, cycled by each connection
+// Every URL is a different message, and there are about as many as the run's requests: the hits
+// of a mass email's open burst, most of them a message's first (BENCH_MESSAGES to change).
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const CLICK_SHARE = Number(process.env.BENCH_CLICK_SHARE ?? 0.2);
 const LINKS = [
   'https://example.com/pricing',
@@ -76,15 +77,37 @@ const srv = http.createServer((req, res) => { res.writeHead(200, headers); res.e
 srv.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + srv.address().port));
 process.on('SIGTERM', () => process.exit(0));`;
 
+/** Requests sent to each server so far. */
+const sent = new Map<string, number>();
+/**
+ * Loads a server with the URLs for `seconds`. autocannon starts each connection at the first URL of
+ * its list (and builds every request of it per connection), so each connection gets its own share
+ * of the URLs, and each run goes on where that server's previous one stopped.
+ */
 function load(url: string, requests: autocannon.Request[], seconds: number) {
-  return autocannon({
+  const per = Math.ceil(requests.length / CONNECTIONS);
+  const done = sent.get(url) ?? 0;
+  const from = Math.floor(done / CONNECTIONS) % per;
+  const share = (k: number) => {
+    const own = requests.slice(k * per, (k + 1) * per);
+    return own.slice(from).concat(own.slice(0, from));
+  };
+  let next = 0;
+  const run = autocannon({
     url,
     connections: CONNECTIONS,
     duration: seconds,
     headers: { 'user-agent': UA },
-    requests,
+    requests: share(0),
+    setupClient(client) {
+      client.setRequests(share(next++ % CONNECTIONS));
+    },
     // BENCH_RATE=N holds the load at N req/s (CPU per request at equal load, for profiling)
     ...(process.env.BENCH_RATE ? { overallRate: Number(process.env.BENCH_RATE) } : {}),
+  });
+  return run.then((r) => {
+    sent.set(url, done + r.requests.total);
+    return r;
   });
 }
 
@@ -150,8 +173,8 @@ try {
   ).rows.map((r) => r.id);
   // A fixed mix: every URL a different message, one in five a click on one of its links.
   const requests: autocannon.Request[] = [];
-  for (let i = 0; i < REQUESTS; i++) {
-    const id = ids[(i * 7919) % ids.length];
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
     const tok = messageTrackingTokens(secret, id, LINKS.length);
     const isClick = (i * 0.618033988749895) % 1 < CLICK_SHARE;
     requests.push({
@@ -234,12 +257,15 @@ try {
     `CPU per request: parley server ${perReq(cpuParley.parley, p)} + PostgreSQL ${perReq(cpuParley.pg, p)}` +
       ` (while bare ran: PostgreSQL ${perReq(cpuBare.pg, b)}); bare server ${perReq(cpuBare.bare, b)}`,
   );
+  const hit = (
+    await sql<{ n: number }>`SELECT count(DISTINCT message_id)::int AS n FROM tracking_hits`.execute(deps.db)
+  ).rows[0].n;
   console.log(
     `conditions: ${cpus().length} cores, load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(
         ' ',
-      )}, ${CONNECTIONS} connections, ${SECONDS} s each in ${ROUNDS} turns, ${Math.round(CLICK_SHARE * 100)}% clicks over ${MESSAGES} messages, autocannon in the same machine`,
+      )}, ${CONNECTIONS} connections, ${SECONDS} s each in ${ROUNDS} turns, ${Math.round(CLICK_SHARE * 100)}% clicks; ${sent.get(parleyUrl)} requests to Parley hit ${hit} of ${MESSAGES} messages; autocannon in the same machine`,
   );
   if (p.failed > 0) throw new Error(`${p.failed} requests answered 4xx/5xx`);
   if (b.redirects > 0 || p.redirects === 0) throw new Error('the bare and Parley servers were mixed up');
