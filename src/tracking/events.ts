@@ -20,17 +20,30 @@ export interface NewEmailEvent {
   data?: Record<string, unknown>;
 }
 
-/** Inserts the events in one statement and notifies the readers (on commit, when in a transaction). */
+/**
+ * Inserts the events in one statement and notifies the readers (on commit, when in a transaction).
+ * The rows go as one JSON parameter, times as milliseconds: pg escapes arrays element by element,
+ * which cost the tracking flush (one event per first open) three times the CPU (measured).
+ */
 export async function recordEvents(db: Db, events: readonly NewEmailEvent[]): Promise<void> {
   if (!events.length) return;
+  const rows = events.map((e) => ({
+    o: e.orgId,
+    m: e.messageId,
+    r: e.recordId,
+    e: e.massEmailId,
+    k: e.kind,
+    h: e.human,
+    t: e.at.getTime(),
+    d: e.data ?? {},
+  }));
   await sql`
     INSERT INTO email_events (org_id, message_id, record_id, mass_email_id, kind, human, at, data)
-    SELECT * FROM unnest(
-      ${events.map((e) => e.orgId)}::uuid[], ${events.map((e) => e.messageId)}::uuid[],
-      ${events.map((e) => e.recordId)}::uuid[], ${events.map((e) => e.massEmailId)}::uuid[],
-      ${events.map((e) => e.kind)}::text[], ${events.map((e) => e.human)}::boolean[],
-      ${events.map((e) => e.at.toISOString())}::timestamptz[],
-      ${events.map((e) => JSON.stringify(e.data ?? {}))}::jsonb[])`.execute(db);
+    SELECT o, m, r, e, k, h, timestamptz 'epoch' + t * interval '1 millisecond', d
+    FROM ROWS FROM (json_to_recordset(${JSON.stringify(rows)}::json)
+      AS (o uuid, m uuid, r uuid, e uuid, k text, h boolean, t bigint, d jsonb))
+      WITH ORDINALITY AS j(o, m, r, e, k, h, t, d, n)
+    ORDER BY n -- ids in the order given`.execute(db);
   for (const org of new Set(events.map((e) => e.orgId)))
     await sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${org})`.execute(db);
 }

@@ -61,14 +61,16 @@ export function messageInfoCache(deps: Pick<Deps, 'db'>): MessageInfoCache {
       await sql<{
         id: string;
         org_id: string;
-        sent_at: Date | null;
-        created_at: Date;
+        sent: boolean;
+        sent_ms: number;
         record_id: string | null;
         mass_email_id: string | null;
         template_id: string | null;
         template_version: number | null;
         html: string | null;
-      }>`SELECT id, org_id, sent_at, created_at, record_id, mass_email_id, template_id, template_version, html
+      }>`SELECT id, org_id, record_id, mass_email_id, template_id, template_version, html,
+           -- milliseconds: pg's timestamp parser is slow, and a burst of opens loads thousands
+           sent_at IS NOT NULL AS sent, floor(extract(epoch FROM coalesce(sent_at, created_at)) * 1000)::float8 AS sent_ms
          FROM messages WHERE id = ANY(${ids}::uuid[])`.execute(deps.db)
     ).rows;
     // Template versions not cached yet, in one query (a mass send's messages share one).
@@ -97,13 +99,13 @@ export function messageInfoCache(deps: Pick<Deps, 'db'>): MessageInfoCache {
       const info: MessageInfo = {
         id: r.id,
         orgId: r.org_id,
-        sentAt: r.sent_at ?? r.created_at,
+        sentAt: new Date(r.sent_ms),
         recordId: r.record_id,
         massEmailId: r.mass_email_id,
         links: r.html !== null ? trackedLinksOf(r.html) : (versions.get(vkey(r)) ?? []),
       };
       // A message not sent yet may still get its send time: only sent ones are kept.
-      if (r.sent_at) messages.set(r.id, { info, until });
+      if (r.sent) messages.set(r.id, { info, until });
       out.set(r.id, info);
     }
     return out;
