@@ -5,7 +5,7 @@
 // for a bounded time. Every hit Parley answered must then be in tracking_hits. Last line:
 // `tracking: <N> req/s, p99 <P> ms, <R>x bare`.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { sql } from 'kysely';
@@ -34,15 +34,35 @@ const exited = (c: ChildProcess) =>
     ? Promise.resolve()
     : new Promise<void>((r) => c.once('exit', () => r()));
 
-/** User + system CPU time of a process so far, in ms (Linux /proc; 0 once it is gone). */
-function cpuMs(pid: number): number {
+/** Fields of /proc/<pid>/stat after the command name (0 = state, 1 = ppid, 11/12 = utime/stime). */
+function procStat(pid: number | string): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10; // utime, stime in 1/100 s
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return null;
   }
+}
+/** User + system CPU time of a process so far, in ms (Linux /proc, in 1/100 s; 0 once it is gone). */
+function cpuMs(pid: number): number {
+  const f = procStat(pid);
+  return f ? (Number(f[11]) + Number(f[12])) * 10 : 0;
+}
+/**
+ * All of a local PostgreSQL's CPU so far, in ms: the postmaster, its live children, and the
+ * children it has reaped (a pool's backends come and go, so a list of backends taken once misses
+ * some). 0 for a server on another machine.
+ */
+function postgresCpuMs(postmaster: number): number {
+  const f = postmaster ? procStat(postmaster) : null;
+  if (!f) return 0;
+  let ms = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const c = procStat(pid);
+    if (c && Number(c[1]) === postmaster) ms += (Number(c[11]) + Number(c[12])) * 10;
+  }
+  return ms;
 }
 
 const children: ChildProcess[] = [];
@@ -207,13 +227,21 @@ try {
     await new Promise((r) => setTimeout(r, 500));
   }
   // CPU time per request of each server and of PostgreSQL: the figure that holds on a busy machine.
-  const pgPids = (await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity`.execute(deps.db)).rows.map(
-    (r) => r.pid,
-  );
+  // PostgreSQL's processes, when it runs here (the pid of a remote backend names some other process)
+  const isPostgres = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres';
+    } catch {
+      return false;
+    }
+  };
+  const backend = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(deps.db)).rows[0].pid;
+  const parent = isPostgres(backend) ? Number(procStat(backend)?.[1]) : 0;
+  const postmaster = isPostgres(parent) ? parent : 0;
   const cpu = () => ({
     parley: cpuMs(parleyServer.pid),
     bare: cpuMs(bareServer.pid),
-    pg: pgPids.reduce((a, pid) => a + cpuMs(pid), 0),
+    pg: postgresCpuMs(postmaster),
   });
   // The machine's speed drifts by tens of percent over a minute here (the bare server alone gave
   // 15,000–31,000 req/s in runs minutes apart), so the two servers take turns, ROUNDS times, and
