@@ -48,13 +48,19 @@ export async function steadyLoad(o: {
       },
     }),
   );
+  // autocannon starts every connection at the first request of its list: with one list they would
+  // all repeat its first few hundred. Each connection gets its own share of the requests instead.
+  const per = Math.ceil(requests.length / o.connections);
+  const share = (k: number) => requests.slice(k * per, (k + 1) * per);
+  let next = 0;
   const r = await autocannon({
     url: o.url,
     connections: o.connections,
     duration: o.seconds,
     timeout: 30,
     headers: o.headers,
-    requests,
+    requests: share(0),
+    setupClient: (client) => client.setRequests(share(next++ % o.connections)),
   });
   return {
     answered,
