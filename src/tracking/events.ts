@@ -3,6 +3,7 @@
 // (statuses, the live feed, outgoing webhooks, trigger actions) follow email_events.id as a cursor
 // and LISTEN on EVENTS_CHANNEL to wake up, polling as a fallback.
 import { sql } from 'kysely';
+import { fromMs } from '../db/from-ms.ts';
 import type { Db } from '../db/pool.ts';
 import type { EmailEventKind } from '../db/schema.ts';
 
@@ -39,7 +40,7 @@ export async function recordEvents(db: Db, events: readonly NewEmailEvent[]): Pr
   }));
   await sql`
     INSERT INTO email_events (org_id, message_id, record_id, mass_email_id, kind, human, at, data)
-    SELECT o, m, r, e, k, h, timestamptz 'epoch' + t * interval '1 millisecond', d
+    SELECT o, m, r, e, k, h, ${fromMs('t')}, d
     FROM ROWS FROM (json_to_recordset(${JSON.stringify(rows)}::json)
       AS (o uuid, m uuid, r uuid, e uuid, k text, h boolean, t bigint, d jsonb))
       WITH ORDINALITY AS j(o, m, r, e, k, h, t, d, n)

@@ -13,6 +13,7 @@
 // clicks are judged together: otherwise a scanner clicking every link over two flushes would count,
 // and fire triggers, as a person.
 import { sql } from 'kysely';
+import { fromMs } from '../../db/from-ms.ts';
 import type { Deps } from '../../deps.ts';
 import { type NewEmailEvent, recordEvents } from '../events.ts';
 import { BURST_MS, classifyHits, type Hit } from './classify.ts';
@@ -75,9 +76,6 @@ const judgeDelay = (flushMs: number) => 2 * BURST_MS + flushMs + 2_000;
 // thread (≈ 1 ms per 1,000 hits) is what a pixel request can wait behind.
 const SLICE = 1_000;
 const JUDGE_BATCH = 1_000;
-// A timestamptz from milliseconds since the epoch (exact: whole microseconds), so no Date is
-// formatted per row.
-const FROM_MS = (col: string) => sql.raw(`(timestamptz 'epoch' + ${col} * interval '1 millisecond')`);
 
 interface Totals {
   humanOpens: number;
@@ -193,8 +191,8 @@ async function applyTotals(
         SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json)
           AS j(id uuid, ho int, mo int, fo bigint, lo bigint, hc int, mc int, fc bigint, lc bigint)
       ), u AS (
-        SELECT id, ho, mo, ${FROM_MS('fo')} AS fo, ${FROM_MS('lo')} AS lo, hc, mc, ${FROM_MS('fc')} AS fc,
-          ${FROM_MS('lc')} AS lc
+        SELECT id, ho, mo, ${fromMs('fo')} AS fo, ${fromMs('lo')} AS lo, hc, mc, ${fromMs('fc')} AS fc,
+          ${fromMs('lc')} AS lc
         FROM j
       ), upd AS (
         UPDATE messages m SET
@@ -318,7 +316,7 @@ export function createHitRecorder(
     await deps.db.transaction().execute(async (tx) => {
       await sql`
         INSERT INTO tracking_hits (org_id, message_id, at, kind, link, ip, user_agent, method, headers, verdict, reason)
-        SELECT u.o, u.m, ${FROM_MS('u.t')}, u.k, u.l, u.i, u.a, u.x, u.h, u.v, u.r
+        SELECT u.o, u.m, ${fromMs('u.t')}, u.k, u.l, u.i, u.a, u.x, u.h, u.v, u.r
         FROM ROWS FROM (json_to_recordset(${json}::json)
           AS (o uuid, m uuid, t bigint, k text, l int, i text, a text, x text, h jsonb, v text, r text))
           WITH ORDINALITY AS u(o, m, t, k, l, i, a, x, h, v, r, n)
@@ -384,7 +382,7 @@ export function createHitRecorder(
         await sql<{ id: string; message_id: string; at: number; link: number | null }>`
           SELECT h.id, h.message_id, floor(extract(epoch FROM h.at) * 1000)::float8 AS at, h.link
           FROM json_to_recordset(${JSON.stringify(windows)}::json) AS w(m uuid, lo bigint, hi bigint)
-          JOIN tracking_hits h ON h.message_id = w.m AND h.at BETWEEN ${FROM_MS('w.lo')} AND ${FROM_MS('w.hi')}
+          JOIN tracking_hits h ON h.message_id = w.m AND h.at BETWEEN ${fromMs('w.lo')} AND ${fromMs('w.hi')}
             AND h.kind = 'click'`.execute(tx)
       ).rows;
       const infos = await cache.load([...span.keys()]);
