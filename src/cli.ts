@@ -387,7 +387,7 @@ program
         continue;
       }
       const r = await classifyBounce(raw);
-      if (!r.bounce) console.log(JSON.stringify({ file, bounce: false }));
+      if (!r.bounce) console.log(JSON.stringify({ file, bounce: false, reason: r.why }));
       else
         for (const x of r.recipients)
           console.log(

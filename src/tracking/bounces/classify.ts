@@ -23,25 +23,34 @@ export type BounceResult =
 // A match may start only where a run of address characters starts: the same matches, but a long run
 // without an @ is scanned once instead of once per character (a 200 KB line took minutes).
 const ADDRESS = /(?<![A-Za-z0-9._%+'=-])[A-Za-z0-9._%+'=-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/;
+const ADDRESS_ALL = new RegExp(ADDRESS.source, 'g');
 const ENHANCED = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/;
-const REPLY = /\b([45]\d\d)[\s-]/;
+const ENHANCED_ALL = new RegExp(ENHANCED.source, 'g');
+// Yahoo writes "554: delivery error", others "550-", "550 ".
+const REPLY = /\b([45]\d\d)[\s:-]/;
 
 // Phrases, in the languages MTAs write in, for what the code alone does not say.
 const POLICY =
-  /spam|blocked|block list|blacklist|blocklist|listed|reputation|policy|rejected for policy|dmarc|spf|dkim|authentication|not authori[sz]ed|access denied|banned|refused by|content rejected|virus/i;
+  /spam|blocked|block ?list|blacklist|deny ?list|(?<!not )listed (on|in|at)|is listed|reputation|policy|dmarc|\bspf\b|dkim|authentication|unauthenticated|not authori[sz]ed|access denied|banned|refused by|content rejected|virus|relay(ing)? (access )?(denied|not permitted)|not permitted to relay|spamhaus|barracuda|bloqu[ée]|ind[ée]sirable|blockiert|bloccat|bloqueado|спам|垃圾邮件|迷惑メール/i;
 const FULL =
-  /mailbox (is )?full|quota|over ?quota|insufficient (system )?storage|exceeded storage|postfach (ist )?voll|boîte (aux lettres )?pleine|casella piena|buzón lleno|caixa (de correio )?cheia|mailbox.{0,80}exceed/i;
+  /mailbox (is )?full|quota|over ?quota|insufficient (system )?storage|exceeded storage|storage (space|limit)|out of (storage|space)|mailbox.{0,80}exceed|postfach (ist )?voll|speicherplatz|bo[iî]te (aux lettres |de r[ée]ception |mail )?(est )?pleine|casella (di posta )?(è )?piena|spazio esaurito|buz[óo]n (de correo )?(est[áa] )?lleno|caixa (postal |de correio )?(est[áa] )?cheia|skrzynka (odbiorcza )?(jest )?pe[łl]na|mailbox (is )?vol|переполнен|превышен|空间不足|邮箱已满|容量|いっぱい/i;
 const HARD =
-  /user unknown|unknown user|no such user|no such (mailbox|recipient|address)|does not exist|doesn't exist|invalid (mailbox|recipient|address)|recipient (address )?rejected|address rejected|mailbox (unavailable|not found|disabled)|account (has been )?(disabled|deactivated|suspended)|not (a )?valid (mailbox|recipient)|unrouteable|no mailbox|host (or domain name )?not found|domain (not found|does not exist)|name or service not known|NXDOMAIN|RecipientNotFound|address not found|benutzer unbekannt|unbekannter? (empfänger|benutzer)|existiert nicht|utilisateur inconnu|adresse (inconnue|introuvable|invalide)|usuario (desconocido|inexistente|no existe)|destinatario (sconosciuto|inesistente)|utente sconosciuto|gebruiker onbekend|onbekende ontvanger|usuário desconhecido|пользователь не найден|нет такого пользователя|用户不存在|收件人不存在|ユーザーが存在しません/i;
+  /user unknown|unknown user|(unknown|invalid) (local[- ]part|recipient|address|mailbox)|no such (user|mailbox|recipient|address|person|account)|does not exist|doesn'?t exist|did not exist|not exist|invalid (mailbox|recipient|address)|recipient (address )?rejected|address rejected|mailbox (unavailable|not found|disabled|inactive|does not exist)|mailbox not found|account (is |has been )?(disabled|deactivated|suspended|inactive|closed|expired|unavailable)|inactive (user|account|mailbox)|(user|recipient|address|mailbox|account) (was )?not found|not (a )?valid (mailbox|recipient|address)|doesn'?t have an? \S+ account|not listed in (the )?(\S+ )?directory|no mailbox here|unrouteable|unroutable|no mailbox|host (or domain name )?not found|domain (not found|does not exist|unknown)|unknown domain|no (mx|valid mx)|name or service not known|NXDOMAIN|RecipientNotFound|address not found|(couldn'?t|could not|can'?t|cannot) be found|wasn'?t found|no longer (active|valid|available|in use)|has moved|recipient moved|benutzer unbekannt|unbekannte[rn]? (empf[äa]nger|benutzer|adresse)|existiert nicht|gibt es nicht|utilisateur inconnu|destinataire inconnu|adresse (inconnue|introuvable|invalide)|n'existe pas|usuario (desconocido|inexistente|no existe)|no existe|destinatario (sconosciuto|inesistente)|utente (sconosciuto|inesistente)|non esiste|gebruiker onbekend|onbekende (ontvanger|gebruiker)|bestaat niet|usu[áa]rio (desconhecido|inexistente)|n[ãa]o existe|nieznany (u[żz]ytkownik|adresat)|nie istnieje|пользователь не найден|нет такого|не существует|не найден|用户不存在|收件人不存在|不存在|宛先不明|存在しません|존재하지 않는/i;
 const SOFT =
-  /temporar|try again|timed? ?out|deferred|greylist|too many (connections|messages)|rate limit|throttl|connection (refused|reset|lost)|could not connect|delivery (time|period) expired|retry timeout exceeded|message expired|service unavailable|insufficient/i;
+  /temporar|try (again|later)|timed? ?out|deferred|greylist|graylist|too many (connections|messages|recipients)|rate limit|throttl|connection (refused|reset|lost)|could not connect|delivery (time|period) expired|retry time(out)? (not reached|exceeded)|message expired|expired|too (large|big)|size (limit|exceeds)|exceeds (the )?(maximum|size)|service unavailable|insufficient|still being retried|delayed|vorübergehend|später|temporairement|ult[ée]rieurement|riprova|m[áa]s tarde|mais tarde|временно|暂时|一時的/i;
 const FAILURE_NOTICE =
-  /could not be delivered|couldn't be delivered|undeliver|delivery (has )?failed|delivery (status notification )?\(failure\)|mail delivery failed|failure notice|returned mail|delivery failure|permanent (fatal )?error|permanent failure|was not delivered|message not delivered|unable to deliver|non remis|non distribuable|unzustellbar|nicht zugestellt|no se (ha )?pudo entregar|no entregado|impossibile consegnare|non recapitato|niet afgeleverd|não (foi )?entregue|не доставлено|无法投递|未送达|配信不能|delivery has failed/i;
+  /could not be delivered|couldn'?t be delivered|wasn'?t delivered|undeliver|delivery (has )?failed|delivery (status notification )?\((failure|delay)\)|delivery (is )?delayed|delayed mail|still being retried|could not send message for past|mail delivery failed|mail delivery system|failure notice|returned mail|returning message to sender|delivery failure|permanent (fatal )?error|permanent failure|was not delivered|message not delivered|unable to deliver|were unable to deliver|not be delivered|non[- ]?delivery|nondeliverable|delivery status notification|notice: mail delivery status|non remis|non distribuable|[ée]chec (de (la )?)?(remise|livraison|distribution)|unzustellbar|nicht zugestellt|nicht zustellbar|no se (ha )?pudo entregar|no entregado|no se puede entregar|imposible entregar|impossibile (consegnare|recapitare)|non recapitat|niet afgeleverd|onbestelbaar|n[ãa]o (foi )?entregue|n[ãa]o (foi poss[íi]vel|p[ôo]de ser) entreg|nie dostarczon|не доставлено|не может быть доставлено|не удалось доставить|无法投递|未送达|退信|投递失败|配信不能|配送エラー|配信エラー|전송 실패|발송 실패|반송/i;
 // The prefix stays on its line: with \s it ran across blank lines, once per line (quadratic).
 const ORIGINAL_COPY =
-  /^(?:[^\S\n]|-)*(this is a copy of the (original )?message|original message follows|below this line is a copy|the original message was|--- ?original message|-----original message|------ this is a copy)/im;
+  /^(?:[^\S\n]|-)*(this is a copy of the (original )?message|original message follows|below this line is a copy|the original message was|--- ?original message|-----original message|------ this is a copy|original message headers|----- transcript of session follows|----- original message -----|--- mensaje original|--- message d'origine|--- ursprüngliche nachricht|--- messaggio originale)/im;
 const AUTO_REPLY =
-  /^(auto(matic)? ?reply|automatische antwort|réponse automatique|respuesta automática|risposta automatica|out of (the )?office|abwesenheit|absence|vacation|away from)/i;
+  /^((re|aw|tr|fw|sv|vs):\s*)?(auto(matic|matische|matisch)? ?(reply|antwort|antwoord|response)|automatische antwort|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|resposta autom[áa]tica|autosvar|automaattinen vastaus|out of (the )?office|fuera de la oficina|absence|absent|vacation|away from|автоответ|自动回复|自動応答|自動返信)/i;
+
+const REPLY_SUBJECT = /^(re|aw|sv|vs|antw|rif|r|res|odp|返信|回复)\s*:/i;
+const DAEMON =
+  /mailer[-_ ]?daemon|postmaster|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
+// Addresses a notice names for help, never as the recipient that failed.
+const SYSTEM_MAILBOX = /^(postmaster|mailer-daemon|hostmaster|abuse)@/;
 
 /** The first RFC 3463 enhanced status code (e.g. 5.1.1) in any of the texts, '' when none has one. */
 export const enhancedCode = (...texts: (string | undefined | null)[]) => {
@@ -59,7 +68,8 @@ export function kindOf(status: string, text: string): BounceKind {
   const sub = m ? `${m[2]}.${m[3]}` : '';
   if (cls === '4') return POLICY.test(text) && /block|spam|reputation|listed/i.test(text) ? 'policy' : 'soft';
   if (cls === '5') {
-    if (m?.[2] === '7') return 'policy';
+    // x.7.x, and 5.1.7/5.1.8: the sender's address or rights, not the recipient's
+    if (m?.[2] === '7' || sub === '1.7' || sub === '1.8') return 'policy';
     if (sub === '2.2' || sub === '2.3') return 'soft';
     if (m?.[2] === '1') return 'hard';
     if (sub === '2.1') return 'hard';
@@ -72,6 +82,16 @@ export function kindOf(status: string, text: string): BounceKind {
   const code = REPLY.exec(text)?.[1];
   if (code?.startsWith('4')) return 'soft';
   return 'hard';
+}
+
+/**
+ * A DSN's Status is often the vague x.0.0 (Sendmail, Exchange) while its diagnostic says 5.1.1: the
+ * diagnostic's code of the same class is the one that says what happened.
+ */
+function sharper(status: string, diag: string): string {
+  const d = ENHANCED.exec(diag)?.[0] ?? '';
+  if (!status) return d;
+  return d && status.endsWith('.0.0') && d[0] === status[0] && !d.endsWith('.0.0') ? d : status;
 }
 
 const clean = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 500);
@@ -119,8 +139,8 @@ function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
     sawRecipient = true;
     const action = (b.get('action') ?? '').toLowerCase();
     if (/delivered|relayed|expanded/.test(action)) continue;
-    const status = ENHANCED.exec(b.get('status') ?? '')?.[0] ?? '';
     const diag = clean((b.get('diagnostic-code') ?? '').replace(/^smtp;\s*/i, ''));
+    const status = sharper(ENHANCED.exec(b.get('status') ?? '')?.[0] ?? '', diag);
     if (!/failed|delayed/.test(action) && !status.startsWith('5') && !status.startsWith('4')) continue;
     const kind: BounceKind = action.includes('delayed') ? 'soft' : kindOf(status || diag, diag);
     out.push({
@@ -134,6 +154,19 @@ function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
   return out.length ? out : sawRecipient ? 'not-failed' : [];
 }
 
+/** The most specific enhanced code in a text: the first that is not a vague x.0.0, else the first. */
+function bestCode(text: string): string {
+  let first = '';
+  for (const m of text.matchAll(ENHANCED_ALL)) {
+    if (!m[0].endsWith('.0.0')) return m[0];
+    first ||= m[0];
+  }
+  return first;
+}
+
+const hasReason = (t: string) =>
+  ENHANCED.test(t) || REPLY.test(t) || HARD.test(t) || FULL.test(t) || POLICY.test(t) || SOFT.test(t);
+
 /** Prose bounces: failed recipients with the reason next to them. */
 function fromText(text: string, exclude: Set<string>): FailedRecipient[] {
   // An address and its reason fit in a line's first 1,000 characters, and the failed recipients in
@@ -143,26 +176,31 @@ function fromText(text: string, exclude: Set<string>): FailedRecipient[] {
     .replace(/\r\n?/g, '\n')
     .split('\n')
     .map((l) => l.slice(0, 1_000));
+  const addresses = lines.map((l) =>
+    l.includes('@')
+      ? [...l.matchAll(ADDRESS_ALL)].map((m) => m[0].toLowerCase()).filter((a) => !exclude.has(a))
+      : [],
+  );
   const found = new Map<string, FailedRecipient>();
   for (let i = 0; i < lines.length; i++) {
-    const m = ADDRESS.exec(lines[i]);
-    if (!m) continue;
-    const a = m[0].toLowerCase();
-    if (exclude.has(a) || found.has(a)) continue;
-    // The reason is on the address's line or the few lines after it.
-    const around = lines.slice(i, i + 6).join(' ');
-    const status = ENHANCED.exec(around)?.[0] ?? '';
-    const code = REPLY.exec(around)?.[1];
-    const hasReason =
-      status || code || HARD.test(around) || FULL.test(around) || POLICY.test(around) || SOFT.test(around);
-    if (!hasReason) continue;
-    found.set(a, {
-      recipient: a,
-      kind: kindOf(status, around),
-      status,
-      reason: clean(around),
-      hasDsn: false,
-    });
+    for (const a of addresses[i]) {
+      if (found.has(a)) continue;
+      // The reason is on the address's line or the few lines after it, before the next recipient's;
+      // a list of addresses followed by one reason ("failed for: a, b. Reason: …") shares it.
+      let end = i + 1;
+      while (end < Math.min(lines.length, i + 6) && !addresses[end].some((b) => b !== a)) end++;
+      let around = lines.slice(i, end).join(' ');
+      if (!hasReason(around)) around = lines.slice(i, i + 6).join(' ');
+      if (!hasReason(around)) continue;
+      const status = bestCode(around);
+      found.set(a, {
+        recipient: a,
+        kind: kindOf(status, around),
+        status,
+        reason: clean(around),
+        hasDsn: false,
+      });
+    }
   }
   return [...found.values()];
 }
@@ -266,8 +304,7 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       .join('\n')}`;
     const autoSubmitted = header('auto-submitted').toLowerCase();
     const looksFailed = FAILURE_NOTICE.test(subject) || FAILURE_NOTICE.test(text.slice(0, 3000));
-    if (header('disposition-notification-to') === '' && /disposition-notification/i.test(reportType))
-      return { bounce: false, why: 'a read receipt' };
+    if (/disposition-notification/i.test(reportType)) return { bounce: false, why: 'a read receipt' };
     if (
       !looksFailed &&
       (autoSubmitted.startsWith('auto-replied') ||
@@ -277,15 +314,41 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
     )
       return { bounce: false, why: 'an automatic reply' };
     if (!looksFailed && !reportType) return { bounce: false, why: 'no failure notice' };
+    // A person's reply that mentions a failed delivery is not one: bounces come from a mail system.
+    if (!reportType && !autoSubmitted && REPLY_SUBJECT.test(subject) && !DAEMON.test(mail.from?.text ?? ''))
+      return { bounce: false, why: 'a reply from a person' };
     // Our own return path (the bounce's To) and the reporting system are not failed recipients; the
     // copy of the original message that many MTAs append is not read for recipients either.
+    // Nor is the original's sender, which "Sender address rejected" and quoted headers name.
+    const [report, ...copy] = text.split(ORIGINAL_COPY);
+    const originalHead = `${original}\n${copy.join('\n')}`;
     const own = new Set(
       [
         addr(mail.from?.text),
         addr(typeof mail.to === 'object' && 'text' in mail.to ? mail.to.text : ''),
+        addr(/^From:\s*(.+)$/im.exec(originalHead)?.[1]),
+        addr(/^Return-Path:\s*(.+)$/im.exec(originalHead)?.[1]),
       ].filter(Boolean),
     );
-    const r = fromText(text.split(ORIGINAL_COPY)[0], own);
+    let r = fromText(report, own).filter((f) => !SYSTEM_MAILBOX.test(f.recipient));
+    // Exim names the failed recipients in a header: it settles who failed.
+    const named = header('x-failed-recipients')
+      .split(',')
+      .map((a) => addr(a))
+      .filter(Boolean);
+    if (named.length) {
+      const status = bestCode(report);
+      r = named.map(
+        (a) =>
+          r.find((f) => f.recipient === a) ?? {
+            recipient: a,
+            kind: kindOf(status, report),
+            status,
+            reason: clean(report),
+            hasDsn: false,
+          },
+      );
+    }
     if (r.length) return done(r);
     return { bounce: false, why: 'a failure notice without a recipient' };
   } catch (e) {
