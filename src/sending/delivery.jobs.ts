@@ -77,7 +77,9 @@ export function startDeliveryWorker(deps: Deps, opts: DeliveryWorkerOptions): De
       } catch (err) {
         if (!opts.isStopping?.()) deps.log.error({ err }, 'delivery batch failed');
       }
-      if (!full) await idle(pollMs); // a full batch means more are due: go on at once
+      // A full batch means more are due: go on at once. The wait is jittered (±20 %) so that the
+      // loops of several workers never settle into a fixed order of who polls first.
+      if (!full) await idle(pollMs * (0.8 + 0.4 * Math.random()));
       woken = false;
     }
   }

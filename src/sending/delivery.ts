@@ -33,7 +33,7 @@ import { keysFor, loadSigningKeys, type OrgSigningKeys } from './dkim-keys.ts';
 import { fillTrackingSpots, markTrackingSpots, trackingBase, trackingMarkup } from './fast/fast-path.ts';
 import { type Attachment, buildMessage, type ListUnsubscribe } from './mime.ts';
 import { storeInOutbox } from './outbox.ts';
-import { LEFT_TO_OTHERS_RETRY_MS, relayShare } from './relay-share.ts';
+import { isShareUnder, LEFT_TO_OTHERS_RETRY_MS, relayShare } from './relay-share.ts';
 import { loadRelays, type RelaySettings } from './relays.ts';
 import { createSignPool, type SignPool } from './sign-pool.ts';
 import {
@@ -73,20 +73,35 @@ function noteNoShare(deps: Pick<Deps, 'db'>, view: WorkerView | undefined, orgs:
   for (const o of orgs) seen.orgs.set(o, until);
 }
 
+/** What this worker's next claim leaves to the other workers. */
+interface LeftToOthers {
+  orgs: string[];
+  /** Receiving domains (and their subdomains) of an org's relay that this worker sends nothing to. */
+  domains: { orgId: string; domain: string }[];
+}
+
 /**
- * The orgs whose messages this worker leaves to the others in its next claim: those of a relay it
- * has no share of (under the same view of the workers), and those whose share's rate has no room
- * left within the horizon (it would only put them back).
+ * What this worker leaves to the others in its next claim: the messages of a relay it has no share
+ * of (under the same view of the workers), those whose share's rate has no room left within the
+ * horizon (it would only put them back), and those to a domain whose connections are all the other
+ * workers' (relay-share.ts). Claimed anyway, such messages would go back to the queue, due again in
+ * LEFT_TO_OTHERS_RETRY_MS, where the same worker's next poll could take them again and again before
+ * the one with the share polls at all.
  */
-function orgsToLeave(deps: Pick<Deps, 'db'>, view: WorkerView | undefined): string[] {
-  const out: string[] = [];
+function leftToOthers(deps: Pick<Deps, 'db'>, view: WorkerView | undefined): LeftToOthers {
+  const out: LeftToOthers = { orgs: [], domains: [] };
   const seen = noShareSeen.get(deps.db);
   const now = performance.now();
   if (seen && seen.view === viewKey(view))
     for (const [orgId, until] of seen.orgs)
-      if (until > now) out.push(orgId);
+      if (until > now) out.orgs.push(orgId);
       else seen.orgs.delete(orgId);
-  for (const t of liveRelayTransports(deps)) if (t.limiter.room(RESERVE_HORIZON_MS) === 0) out.push(t.orgId);
+  for (const t of liveRelayTransports(deps)) {
+    if (t.limiter.room(RESERVE_HORIZON_MS) === 0) out.orgs.push(t.orgId);
+    // a share built under another view of the workers is replaced at its org's next message
+    else if (isShareUnder(t.version, view))
+      for (const domain of t.limiter.domainsLeftToOthers()) out.domains.push({ orgId: t.orgId, domain });
+  }
   return out;
 }
 const BACKOFF_BASE_MS = 60_000;
@@ -212,14 +227,22 @@ async function claim(
   now: Date,
   limit: number,
   orgId?: string,
-  leave: readonly string[] = [],
+  leave: LeftToOthers = { orgs: [], domains: [] },
 ): Promise<DueMessage[]> {
+  // A domain limit covers its subdomains too (DeliveryLimiter.limitKey).
+  const leaveDomains = leave.domains.length
+    ? sql`AND NOT EXISTS (
+        SELECT 1 FROM unnest(${leave.domains.map((d) => d.orgId)}::uuid[], ${leave.domains.map((d) => d.domain)}::text[])
+          AS l(org_id, domain), lower(substring(messages.to_address FROM '[^@]*$')) AS t(domain)
+        WHERE l.org_id = messages.org_id AND (t.domain = l.domain OR right(t.domain, length(l.domain) + 1) = '.' || l.domain))`
+    : sql``;
   const r = await sql<DueMessage>`
     WITH due AS (
       SELECT id, status FROM messages
       WHERE status IN ('queued', 'deferred') AND next_attempt_at <= ${now}
         ${orgId ? sql`AND org_id = ${orgId}` : sql``}
-        ${leave.length ? sql`AND org_id <> ALL(${leave}::uuid[])` : sql``}
+        ${leave.orgs.length ? sql`AND org_id <> ALL(${leave.orgs}::uuid[])` : sql``}
+        ${leaveDomains}
       ORDER BY next_attempt_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
@@ -591,7 +614,7 @@ export async function deliverDue(deps: Deps, opts: DeliverOptions = {}): Promise
   const view = presence?.view() ?? undefined;
   // A worker just started (or cut off from the others) sends nothing until it knows its share.
   const rows =
-    presence && !view ? [] : await claim(deps, deps.clock.now(), limit, opts.orgId, orgsToLeave(deps, view));
+    presence && !view ? [] : await claim(deps, deps.clock.now(), limit, opts.orgId, leftToOthers(deps, view));
   const results = new ResultWriter(deps, opts.random ?? Math.random, rows.length);
   if (!rows.length) return results.close();
 

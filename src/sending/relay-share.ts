@@ -13,6 +13,13 @@ import type { RelaySettings } from './relays.ts';
 /** A message left to the other workers (no share of its relay, or of its domain, here) is due again this much later. */
 export const LEFT_TO_OTHERS_RETRY_MS = 2_000;
 
+/** What a share's transport version ends with: the view of the workers it was split under. */
+const shareTag = (view: WorkerView) => `|${view.rank}/${view.count}`;
+
+/** Whether a transport of this `version` was built for this worker's share under `view`. */
+export const isShareUnder = (version: string, view: WorkerView | undefined): boolean =>
+  view !== undefined && version.endsWith(shareTag(view));
+
 /** The first 32 bits of the org's UUID: where the rotation starts for this org's relay. */
 function offsetOf(orgId: string, count: number): number {
   const n = Number.parseInt(orgId.replace(/-/g, '').slice(0, 8), 16);
@@ -48,6 +55,6 @@ export function relayShare(relay: RelaySettings, view: WorkerView | undefined): 
     maxPerSecond: relay.maxPerSecond / senders,
     domainLimits,
     // a new share builds a new transport (its pool sized to it); the old one closes after its messages
-    version: `${relay.version}|${view.rank}/${view.count}`,
+    version: `${relay.version}${shareTag(view)}`,
   };
 }

@@ -173,6 +173,11 @@ export class DeliveryLimiter {
     return s;
   }
 
+  /** The configured domains this process sends nothing to (`connections: 0`: relay-share.ts). */
+  domainsLeftToOthers(): string[] {
+    return Object.keys(this.settings.domains).filter((d) => this.settings.domains[d].connections === 0);
+  }
+
   /** How many messages the relay's rate lets start within `horizonMs` (domains' limits aside). */
   room(horizonMs: number): number {
     return this.relayRate.room(this.clock.now(), horizonMs);
