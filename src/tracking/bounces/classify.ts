@@ -26,12 +26,13 @@ const ADDRESS = /(?<![A-Za-z0-9._%+'=-])[A-Za-z0-9._%+'=-]+@[A-Za-z0-9.-]+\.[A-Z
 const ADDRESS_ALL = new RegExp(ADDRESS.source, 'g');
 const ENHANCED = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/;
 const ENHANCED_ALL = new RegExp(ENHANCED.source, 'g');
-// Yahoo writes "554: delivery error", others "550-", "550 ".
-const REPLY = /\b([45]\d\d)[\s:-]/;
+// Yahoo writes "554: delivery error", others "550-", "550 ". Not the milliseconds of a logged time
+// ("17:22:39.512: RCPT To:<…>", MDaemon's transcript).
+const REPLY = /(?<![.:])\b([45]\d\d)[\s:-]/;
 
 // Phrases, in the languages MTAs write in, for what the code alone does not say.
 const POLICY =
-  /spam|blocked|block ?list|blacklist|deny ?list|(?<!not )listed (on|in|at)|is listed|reputation|policy|dmarc|\bspf\b|dkim|authentication|unauthenticated|not authori[sz]ed|access denied|banned|refused by|content rejected|virus|relay(ing)? (access )?(denied|not permitted)|not permitted to relay|spamhaus|barracuda|bloqu[ée]|ind[ée]sirable|blockiert|bloccat|bloqueado|спам|垃圾邮件|迷惑メール/i;
+  /spam|blocked|block ?list|blacklist|deny ?list|(?<!not )listed (on|in|at)|is listed|reputation|policy|dmarc|\bspf\b|dkim|authentication|unauthenticated|not authori[sz]ed|\bdenied\b|banned|refused by|content rejected|virus|relay(ing)? (access )?(denied|not permitted)|not permitted to relay|spamhaus|barracuda|\(bl\)|bloqu[ée]|ind[ée]sirable|blockiert|bloccat|bloqueado|спам|垃圾邮件|迷惑メール/i;
 const FULL =
   /mailbox (is )?full|quota|over ?quota|insufficient (system )?storage|exceeded storage|storage (space|limit)|out of (storage|space)|mailbox.{0,80}exceed|postfach (ist )?voll|speicherplatz|bo[iî]te (aux lettres |de r[ée]ception |mail )?(est )?pleine|casella (di posta )?(è )?piena|spazio esaurito|buz[óo]n (de correo )?(est[áa] )?lleno|caixa (postal |de correio )?(est[áa] )?cheia|skrzynka (odbiorcza )?(jest )?pe[łl]na|mailbox (is )?vol|переполнен|превышен|空间不足|邮箱已满|容量|いっぱい/i;
 const HARD =
@@ -49,6 +50,8 @@ const AUTO_REPLY =
 const REPLY_SUBJECT = /^(re|aw|sv|vs|antw|rif|r|res|odp|返信|回复)\s*:/i;
 const DAEMON =
   /mailer[-_ ]?daemon|postmaster|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
+/** A header naming a message by its id: `Message-ID: <id>`, In-Reply-To, References. */
+const MESSAGE_ID_ALL = /(?:message-?id|in-reply-to|references)\s*:[^\S\n]*<([^<>\s]{1,300})>/gi;
 // Addresses a notice names for help, never as the recipient that failed.
 const SYSTEM_MAILBOX = /^(postmaster|mailer-daemon|hostmaster|abuse)@/;
 
@@ -86,12 +89,14 @@ export function kindOf(status: string, text: string): BounceKind {
 
 /**
  * A DSN's Status is often the vague x.0.0 (Sendmail, Exchange) while its diagnostic says 5.1.1: the
- * diagnostic's code of the same class is the one that says what happened.
+ * diagnostic's code of the same class is the one that says what happened. A 5.0.0 over a 4.x.x is
+ * a retry timeout (Exim, Postfix): the temporary reason is what happened, and the address may be good.
  */
 function sharper(status: string, diag: string): string {
   const d = ENHANCED.exec(diag)?.[0] ?? '';
   if (!status) return d;
-  return d && status.endsWith('.0.0') && d[0] === status[0] && !d.endsWith('.0.0') ? d : status;
+  const vague = status.endsWith('.0.0') && d && !d.endsWith('.0.0');
+  return vague && (d[0] === status[0] || (status[0] === '5' && d[0] === '4')) ? d : status;
 }
 
 const clean = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 500);
@@ -154,10 +159,14 @@ function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
   return out.length ? out : sawRecipient ? 'not-failed' : [];
 }
 
-/** The most specific enhanced code in a text: the first that is not a vague x.0.0, else the first. */
+/**
+ * The most specific failure code in a text: the first 4.x.x or 5.x.x that is not a vague x.0.0, else
+ * the first (a transcript's "250 2.1.0 Ok" is never the reason).
+ */
 function bestCode(text: string): string {
   let first = '';
   for (const m of text.matchAll(ENHANCED_ALL)) {
+    if (m[1] === '2') continue;
     if (!m[0].endsWith('.0.0')) return m[0];
     first ||= m[0];
   }
@@ -176,9 +185,13 @@ function fromText(text: string, exclude: Set<string>): FailedRecipient[] {
     .replace(/\r\n?/g, '\n')
     .split('\n')
     .map((l) => l.slice(0, 1_000));
+  // A Message-ID quoted in a transcript looks like an address.
+  const ids = new Set([...text.slice(0, 256 * 1024).matchAll(MESSAGE_ID_ALL)].map((m) => m[1].toLowerCase()));
   const addresses = lines.map((l) =>
     l.includes('@')
-      ? [...l.matchAll(ADDRESS_ALL)].map((m) => m[0].toLowerCase()).filter((a) => !exclude.has(a))
+      ? [...l.matchAll(ADDRESS_ALL)]
+          .map((m) => m[0].toLowerCase())
+          .filter((a) => !exclude.has(a) && !ids.has(a))
       : [],
   );
   const found = new Map<string, FailedRecipient>();
@@ -348,6 +361,12 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
             hasDsn: false,
           },
       );
+    }
+    // One recipient whose reason came without a code (Postmark's notice quotes the server's reply
+    // further down): the notice's code is that recipient's.
+    if (r.length === 1 && !r[0].status) {
+      const status = bestCode(report);
+      if (status) r = [{ ...r[0], status, kind: kindOf(status, r[0].reason) }];
     }
     if (r.length) return done(r);
     return { bounce: false, why: 'a failure notice without a recipient' };

@@ -1,6 +1,8 @@
-// Bounces and look-alikes as providers send them (test/fixtures/bounces: Gmail, Yahoo, Outlook,
-// SES, SendGrid, Mail.ru, GMX, Orange, Libero, QQ, docomo …, vacation replies, receipts, a person's
-// reply): each file's failed recipients, kinds and codes, in order, as expected.jsonl says.
+// Bounces and look-alikes as providers and mail servers send them (test/fixtures/bounces: Gmail,
+// Yahoo, Outlook, SES, SendGrid, Mail.ru, GMX, Orange, Libero, QQ, docomo …; Postfix, Exim,
+// Sendmail, qmail, Courier, Exchange in three languages, Office 365, Domino, GroupWise, MDaemon,
+// Mimecast, Barracuda, Proofpoint, IronPort …; vacation replies, receipts, a person's reply): each
+// file's failed recipients, kinds and codes, in order, as expected.jsonl says.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +18,11 @@ const expected = readFileSync(join(dir, 'expected.jsonl'), 'utf8')
   );
 const files = readdirSync(dir).filter((f) => f.endsWith('.eml'));
 
-describe('bounces recorded from providers', () => {
+describe('bounces recorded from providers and mail servers', () => {
+  it('has an expectation for every file and a file for every expectation', () => {
+    expect(new Set(expected.map((e) => e.file))).toEqual(new Set(files));
+  });
+
   it.each(files)('%s', async (file) => {
     const r = await classifyBounce(readFileSync(join(dir, file)));
     const got = r.bounce ? r.recipients.map((x) => `${x.recipient} ${x.kind} ${x.status}`) : ['not a bounce'];
