@@ -49,6 +49,13 @@ describe('reports UI', () => {
       .where('org_id', '=', org.orgId)
       .where('api_name', '=', 'leads')
       .executeTakeFirstOrThrow();
+    // Hours ago, but within this month (UTC, the org's zone): early on the 1st, sends three hours
+    // back fell in the month before, and the monthly rows split.
+    const now = new Date();
+    const step = Math.min(
+      3_600_000,
+      (now.getTime() - Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)) / 4,
+    );
     for (let i = 0; i < 3; i++) {
       const m = await app.deps.db
         .insertInto('messages')
@@ -66,7 +73,7 @@ describe('reports UI', () => {
           message_id_header: `<${randomBytes(8).toString('hex')}@ourco.example>`,
           transport: 'relay',
           status: 'sent',
-          sent_at: new Date(Date.now() - (i + 1) * 3_600_000),
+          sent_at: new Date(now.getTime() - (i + 1) * step),
           tracked: true,
           opened_at: i === 0 ? new Date() : null,
           open_count: i === 0 ? 1 : 0,
