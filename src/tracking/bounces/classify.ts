@@ -22,9 +22,10 @@ export type BounceResult =
 
 // A match may start only where a run of address characters starts: the same matches, but a long run
 // without an @ is scanned once instead of once per character (a 200 KB line took minutes).
-const ADDRESS = /(?<![A-Za-z0-9._%+'=-])[A-Za-z0-9._%+'=-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/;
+const ADDRESS = /(?<![A-Za-z0-9._%+'=-])[A-Za-z0-9._%+=-][A-Za-z0-9._%+'=-]*@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/;
 const ADDRESS_ALL = new RegExp(ADDRESS.source, 'g');
-const ENHANCED = /\b([245])\.(\d{1,3})\.(\d{1,3})\b/;
+// RFC 3463: class, subject 0–7, detail (Yahoo's "4.16.55.1" is not one)
+const ENHANCED = /\b([245])\.([0-7])\.(\d{1,3})\b/;
 const ENHANCED_ALL = new RegExp(ENHANCED.source, 'g');
 // Yahoo writes "554: delivery error", others "550-", "550 ". Not the milliseconds of a logged time
 // ("17:22:39.512: RCPT To:<…>", MDaemon's transcript).
@@ -34,16 +35,16 @@ const REPLY = /(?<![.:])\b([45]\d\d)[\s:-]/;
 const POLICY =
   /spam|blocked|block ?list|blacklist|deny ?list|(?<!not )listed (on|in|at)|is listed|reputation|policy|dmarc|\bspf\b|dkim|authentication|unauthenticated|not authori[sz]ed|\bdenied\b|banned|refused by|content rejected|virus|relay(ing)? (access )?(denied|not permitted)|not permitted to relay|spamhaus|barracuda|\(bl\)|bloqu[ée]|ind[ée]sirable|blockiert|bloccat|bloqueado|спам|垃圾邮件|迷惑メール/i;
 const FULL =
-  /mailbox (is )?full|quota|over ?quota|insufficient (system )?storage|exceeded storage|storage (space|limit)|out of (storage|space)|mailbox.{0,80}exceed|postfach (ist )?voll|speicherplatz|bo[iî]te (aux lettres |de r[ée]ception |mail )?(est )?pleine|casella (di posta )?(è )?piena|spazio esaurito|buz[óo]n (de correo )?(est[áa] )?lleno|caixa (postal |de correio )?(est[áa] )?cheia|skrzynka (odbiorcza )?(jest )?pe[łl]na|mailbox (is )?vol|переполнен|превышен|空间不足|邮箱已满|容量|いっぱい/i;
+  /mailbox (is )?full|mail ?folder (is )?full|inbox (is )?full|quota|over ?quota|insufficient (system )?storage|exceeded storage|storage (space|limit)|out of (storage|space)|mailbox.{0,80}exceed|postfach (ist )?voll|speicherplatz|bo[iî]te (aux lettres |de r[ée]ception |mail )?(est )?pleine|casella (di posta )?(è )?piena|spazio esaurito|buz[óo]n (de correo )?(est[áa] )?lleno|caixa (postal |de correio )?(est[áa] )?cheia|skrzynka (odbiorcza )?(jest )?pe[łl]na|mailbox (is )?vol|переполнен|превышен|空间不足|邮箱已满|容量|いっぱい/i;
 const HARD =
-  /user unknown|unknown user|(unknown|invalid) (local[- ]part|recipient|address|mailbox)|no such (user|mailbox|recipient|address|person|account)|does not exist|doesn'?t exist|did not exist|not exist|invalid (mailbox|recipient|address)|recipient (address )?rejected|address rejected|mailbox (unavailable|not found|disabled|inactive|does not exist)|mailbox not found|account (is |has been )?(disabled|deactivated|suspended|inactive|closed|expired|unavailable)|inactive (user|account|mailbox)|(user|recipient|address|mailbox|account) (was )?not found|not (a )?valid (mailbox|recipient|address)|doesn'?t have an? \S+ account|not listed in (the )?(\S+ )?directory|no mailbox here|unrouteable|unroutable|no mailbox|host (or domain name )?not found|domain (not found|does not exist|unknown)|unknown domain|no (mx|valid mx)|name or service not known|NXDOMAIN|RecipientNotFound|address not found|(couldn'?t|could not|can'?t|cannot) be found|wasn'?t found|no longer (active|valid|available|in use)|has moved|recipient moved|benutzer unbekannt|unbekannte[rn]? (empf[äa]nger|benutzer|adresse)|existiert nicht|gibt es nicht|utilisateur inconnu|destinataire inconnu|adresse (inconnue|introuvable|invalide)|n'existe pas|usuario (desconocido|inexistente|no existe)|no existe|destinatario (sconosciuto|inesistente)|utente (sconosciuto|inesistente)|non esiste|gebruiker onbekend|onbekende (ontvanger|gebruiker)|bestaat niet|usu[áa]rio (desconhecido|inexistente)|n[ãa]o existe|nieznany (u[żz]ytkownik|adresat)|nie istnieje|пользователь не найден|нет такого|не существует|не найден|用户不存在|收件人不存在|不存在|宛先不明|存在しません|존재하지 않는/i;
+  /user unknown|unknown user|(unknown|invalid) (local[- ]part|recipient|address|mailbox)|no such (user|mailbox|recipient|address|person|account)|does not exist|doesn'?t exist|did not exist|not exist|invalid (mailbox|recipient|address)|recipient (address )?rejected|address rejected|mailbox (unavailable|not found|disabled|inactive|does not exist)|mailbox not found|account (is |has been )?(disabled|deactivated|suspended|inactive|closed|expired|unavailable)|inactive (user|account|mailbox)|(user|recipient|address|mailbox|account) (was )?not found|not (a )?valid (mailbox|recipient|address)|doesn'?t have an? \S+ account|not listed in (the )?(\S+ )?directory|no mailbox here|unrouteable|unroutable|no mailbox|host (or domain name )?not found|invalid (domain|host)|domain (not found|does not exist|unknown)|unknown domain|no (mx|valid mx)|name or service not known|NXDOMAIN|RecipientNotFound|address not found|(couldn'?t|could not|can'?t|cannot) be found|wasn'?t found|no longer (active|valid|available|in use)|has moved|recipient moved|benutzer unbekannt|unbekannte[rn]? (empf[äa]nger|benutzer|adresse)|existiert nicht|gibt es nicht|utilisateur inconnu|destinataire inconnu|adresse (inconnue|introuvable|invalide)|n'existe pas|usuario (desconocido|inexistente|no existe)|no existe|destinatario (sconosciuto|inesistente)|utente (sconosciuto|inesistente)|non esiste|gebruiker onbekend|onbekende (ontvanger|gebruiker)|bestaat niet|usu[áa]rio (desconhecido|inexistente)|n[ãa]o existe|nieznany (u[żz]ytkownik|adresat)|nie istnieje|пользователь не найден|нет такого|не существует|не найден|用户不存在|收件人不存在|不存在|宛先不明|存在しません|존재하지 않는/i;
 const SOFT =
-  /temporar|try (again|later)|timed? ?out|deferred|greylist|graylist|too many (connections|messages|recipients)|rate limit|throttl|connection (refused|reset|lost)|could not connect|delivery (time|period) expired|retry time(out)? (not reached|exceeded)|message expired|expired|too (large|big)|size (limit|exceeds)|exceeds (the )?(maximum|size)|service unavailable|insufficient|still being retried|delayed|vorübergehend|später|temporairement|ult[ée]rieurement|riprova|m[áa]s tarde|mais tarde|временно|暂时|一時的/i;
+  /temporar|try (again|later)|timed? ?out|deferred|greylist|graylist|too many (connections|messages|recipients)|rate limit|throttl|connection (refused|reset|lost)|could not connect|unable to connect|did not accept our requests? to connect|after multiple retries|delivery (time|period) expired|retry time(out)? (not reached|exceeded)|message expired|expired|too (large|big)|size (limit|exceeds)|exceeds (the )?(maximum|size)|service unavailable|insufficient|still being retried|delayed|vorübergehend|später|temporairement|ult[ée]rieurement|riprova|m[áa]s tarde|mais tarde|временно|暂时|一時的/i;
 const FAILURE_NOTICE =
-  /could not be delivered|couldn'?t be delivered|wasn'?t delivered|undeliver|delivery (has )?failed|delivery (status notification )?\((failure|delay)\)|delivery (is )?delayed|delayed mail|still being retried|could not send message for past|mail delivery failed|mail delivery system|failure notice|returned mail|returning message to sender|delivery failure|permanent (fatal )?error|permanent failure|was not delivered|message not delivered|unable to deliver|were unable to deliver|not be delivered|non[- ]?delivery|nondeliverable|delivery status notification|notice: mail delivery status|non remis|non distribuable|[ée]chec (de (la )?)?(remise|livraison|distribution)|unzustellbar|nicht zugestellt|nicht zustellbar|no se (ha )?pudo entregar|no entregado|no se puede entregar|imposible entregar|impossibile (consegnare|recapitare)|non recapitat|niet afgeleverd|onbestelbaar|n[ãa]o (foi )?entregue|n[ãa]o (foi poss[íi]vel|p[ôo]de ser) entreg|nie dostarczon|не доставлено|не может быть доставлено|не удалось доставить|无法投递|未送达|退信|投递失败|配信不能|配送エラー|配信エラー|전송 실패|발송 실패|반송/i;
+  /could not be delivered|couldn'?t be delivered|wasn'?t delivered|undeliver|delivery (has )?failed|delivery (status notification )?\((failure|delay)\)|delivery (is )?delayed|delayed mail|still being retried|could not send (message|mail) for past|had (permanent fatal |delivery )?errors|error sending your (mail|message)|trouble delivering|mail delivery failed|mail delivery system|failure notice|returned mail|returning message to sender|delivery failure|permanent (fatal )?error|permanent failure|was not delivered|message not delivered|did not reach|unable to deliver|were unable to deliver|not be delivered|non[- ]?delivery|nondeliverable|delivery status notification|notice: mail delivery status|non remis|non distribuable|[ée]chec (de (la )?)?(remise|livraison|distribution)|unzustellbar|nicht zugestellt|nicht zustellbar|no se (ha )?pudo entregar|no entregado|no se puede entregar|imposible entregar|impossibile (consegnare|recapitare)|non recapitat|niet afgeleverd|onbestelbaar|n[ãa]o (foi )?entregue|n[ãa]o (foi poss[íi]vel|p[ôo]de ser) entreg|nie dostarczon|не доставлено|не может быть доставлено|не удалось доставить|无法投递|未送达|退信|投递失败|配信不能|配信できません|送信できません|配送できません|届けられません|配送エラー|配信エラー|전송 실패|발송 실패|반송/i;
 // The prefix stays on its line: with \s it ran across blank lines, once per line (quadratic).
 const ORIGINAL_COPY =
-  /^(?:[^\S\n]|-)*(this is a copy of the (original )?message|original message follows|below this line is a copy|the original message was|--- ?original message|-----original message|------ this is a copy|original message headers|----- transcript of session follows|----- original message -----|--- mensaje original|--- message d'origine|--- ursprüngliche nachricht|--- messaggio originale)/im;
+  /^(?:[^\S\n]|-)*(this is a copy of the (original )?message|original message follows|below this line is a copy|the original message was(?! received)|--- ?original message|-----original message|------ this is a copy|original message headers|unsent message follows|-{3,} ?returned message|----- original message -----|--- mensaje original|--- message d'origine|--- ursprüngliche nachricht|--- messaggio originale)/im;
 const AUTO_REPLY =
   /^((re|aw|tr|fw|sv|vs):\s*)?(auto(matic|matische|matisch)? ?(reply|antwort|antwoord|response)|automatische antwort|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|resposta autom[áa]tica|autosvar|automaattinen vastaus|out of (the )?office|fuera de la oficina|absence|absent|vacation|away from|автоответ|自动回复|自動応答|自動返信)/i;
 
@@ -52,6 +53,14 @@ const DAEMON =
   /mailer[-_ ]?daemon|postmaster|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
 /** A header naming a message by its id: `Message-ID: <id>`, In-Reply-To, References. */
 const MESSAGE_ID_ALL = /(?:message-?id|in-reply-to|references)\s*:[^\S\n]*<([^<>\s]{1,300})>/gi;
+// The sender's side, whatever code came with it: lists, reputation, SPF, reverse DNS, the client.
+const BLOCKED_SENDER =
+  /spamhaus|spamcop|block ?list|blacklist|deny ?list|reputation|\b(dns)?rbl\b|\bspf\b|\bptr\b|reverse dns|\brdns\b|client (host|ip)|not allowed to send|unroutable sender|sender (address |domain )?(rejected|denied|blocked|unknown|invalid|not found)/i;
+const ACCOUNT_BLOCKED =
+  /(recipient|user|destinataire)('?s)? (account|mailbox)( is| has been)? (blocked|locked|suspended|disabled)|compte du destinataire est bloqu/i;
+const SYSTEM_SENDER =
+  /mailer[-_ ]?daemon|postmaster|post_master|mail delivery|delivery subsystem|mail system/i;
+const FAILURE_CODE = /\b[45]\.[0-7]\.\d{1,3}\b/;
 // Addresses a notice names for help, never as the recipient that failed.
 const SYSTEM_MAILBOX = /^(postmaster|mailer-daemon|hostmaster|abuse)@/;
 
@@ -69,16 +78,25 @@ export function kindOf(status: string, text: string): BounceKind {
   const m = ENHANCED.exec(status);
   const cls = m?.[1];
   const sub = m ? `${m[2]}.${m[3]}` : '';
-  if (cls === '4') return POLICY.test(text) && /block|spam|reputation|listed/i.test(text) ? 'policy' : 'soft';
+  if (cls === '4')
+    return BLOCKED_SENDER.test(text) || (POLICY.test(text) && /block|spam|listed/i.test(text))
+      ? 'policy'
+      : 'soft';
   if (cls === '5') {
     // x.7.x, and 5.1.7/5.1.8: the sender's address or rights, not the recipient's
+    // "user account disabled" (RFC 3463's later 5.7.13), "the recipient account is blocked"
+    if (sub === '7.13' || ACCOUNT_BLOCKED.test(text)) return 'hard';
     if (m?.[2] === '7' || sub === '1.7' || sub === '1.8') return 'policy';
+    // a block list or a refused sender, whatever code the server chose (GoDaddy's 5.1.3, Cox's 5.1.0)
+    if (BLOCKED_SENDER.test(text)) return 'policy';
     if (sub === '2.2' || sub === '2.3') return 'soft';
-    if (m?.[2] === '1') return 'hard';
-    if (sub === '2.1') return 'hard';
-    if (m?.[2] === '4' || m?.[2] === '3') return HARD.test(text) ? 'hard' : 'soft';
+    if (m?.[2] === '1' || sub === '2.1') return 'hard';
+    // the system, network, protocol or content: not the address's fault unless the text says so
+    if (m && '3456'.includes(m[2])) return HARD.test(text) ? 'hard' : POLICY.test(text) ? 'policy' : 'soft';
   }
-  if (POLICY.test(text)) return 'policy';
+  // "The recipient account is blocked": the account, not the sender
+  if (ACCOUNT_BLOCKED.test(text)) return 'hard';
+  if (BLOCKED_SENDER.test(text) || POLICY.test(text)) return 'policy';
   if (FULL.test(text)) return 'soft';
   if (HARD.test(text)) return 'hard';
   if (SOFT.test(text)) return 'soft';
@@ -88,15 +106,16 @@ export function kindOf(status: string, text: string): BounceKind {
 }
 
 /**
- * A DSN's Status is often the vague x.0.0 (Sendmail, Exchange) while its diagnostic says 5.1.1: the
- * diagnostic's code of the same class is the one that says what happened. A 5.0.0 over a 4.x.x is
- * a retry timeout (Exim, Postfix): the temporary reason is what happened, and the address may be good.
+ * A DSN's Status is the reporting MTA's summary, often the vague x.0.0 (Sendmail, Exchange) or a
+ * wrong one (5.1.1 over "552 5.2.2 Over quota"); the diagnostic is what the receiving server said:
+ * its code of the same class wins. A 5.0.0 over a 4.x.x is a retry timeout (Exim, Postfix): the
+ * temporary reason is what happened, and the address may be good.
  */
 function sharper(status: string, diag: string): string {
-  const d = ENHANCED.exec(diag)?.[0] ?? '';
+  const d = bestCode(diag);
   if (!status) return d;
-  const vague = status.endsWith('.0.0') && d && !d.endsWith('.0.0');
-  return vague && (d[0] === status[0] || (status[0] === '5' && d[0] === '4')) ? d : status;
+  if (!d || d.endsWith('.0.0')) return status;
+  return d[0] === status[0] || (status === '5.0.0' && d[0] === '4') ? d : status;
 }
 
 const clean = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 500);
@@ -146,8 +165,11 @@ function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
     if (/delivered|relayed|expanded/.test(action)) continue;
     const diag = clean((b.get('diagnostic-code') ?? '').replace(/^smtp;\s*/i, ''));
     const status = sharper(ENHANCED.exec(b.get('status') ?? '')?.[0] ?? '', diag);
-    if (!/failed|delayed/.test(action) && !status.startsWith('5') && !status.startsWith('4')) continue;
-    const kind: BounceKind = action.includes('delayed') ? 'soft' : kindOf(status || diag, diag);
+    // "expired" is not RFC 3464's, but SendGrid and others write it for a message given up on
+    if (!/failed|delayed|expired/.test(action) && !status.startsWith('5') && !status.startsWith('4'))
+      continue;
+    const temporary = action.includes('delayed') || (action.includes('expired') && !status);
+    const kind: BounceKind = temporary ? 'soft' : kindOf(status || diag, diag);
     out.push({
       recipient,
       kind,
@@ -160,21 +182,28 @@ function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
 }
 
 /**
- * The most specific failure code in a text: the first 4.x.x or 5.x.x that is not a vague x.0.0, else
- * the first (a transcript's "250 2.1.0 Ok" is never the reason).
+ * The most specific failure code in a text: the first 4.x.x or 5.x.x with a detail (5.2.2), else
+ * with a subject (5.1.0), else the first (5.0.0). A transcript's "250 2.1.0 Ok" is never the reason.
  */
 function bestCode(text: string): string {
-  let first = '';
+  const found: string[] = ['', '', ''];
   for (const m of text.matchAll(ENHANCED_ALL)) {
     if (m[1] === '2') continue;
-    if (!m[0].endsWith('.0.0')) return m[0];
-    first ||= m[0];
+    const rank = m[3] !== '0' ? 0 : m[2] !== '0' ? 1 : 2;
+    if (rank === 0) return m[0];
+    found[rank] ||= m[0];
   }
-  return first;
+  return found[1] || found[2];
 }
 
 const hasReason = (t: string) =>
   ENHANCED.test(t) || REPLY.test(t) || HARD.test(t) || FULL.test(t) || POLICY.test(t) || SOFT.test(t);
+
+const SENDER_LINE = /^[\s>*]*(from|sender|reply-to|return-path)\s*:/i;
+
+/** The ids a text quotes as Message-IDs: in a transcript they look like addresses. */
+const messageIds = (text: string) =>
+  new Set([...text.slice(0, 256 * 1024).matchAll(MESSAGE_ID_ALL)].map((m) => m[1].toLowerCase()));
 
 /** Prose bounces: failed recipients with the reason next to them. */
 function fromText(text: string, exclude: Set<string>): FailedRecipient[] {
@@ -185,37 +214,64 @@ function fromText(text: string, exclude: Set<string>): FailedRecipient[] {
     .replace(/\r\n?/g, '\n')
     .split('\n')
     .map((l) => l.slice(0, 1_000));
-  // A Message-ID quoted in a transcript looks like an address.
-  const ids = new Set([...text.slice(0, 256 * 1024).matchAll(MESSAGE_ID_ALL)].map((m) => m[1].toLowerCase()));
+  const ids = messageIds(text);
+  // A line labelled From:/Sender:/Reply-To: names the sender, never a failed recipient.
   const addresses = lines.map((l) =>
-    l.includes('@')
+    l.includes('@') && !SENDER_LINE.test(l)
       ? [...l.matchAll(ADDRESS_ALL)]
           .map((m) => m[0].toLowerCase())
           .filter((a) => !exclude.has(a) && !ids.has(a))
       : [],
   );
-  const found = new Map<string, FailedRecipient>();
-  for (let i = 0; i < lines.length; i++) {
-    for (const a of addresses[i]) {
-      if (found.has(a)) continue;
-      // The reason is on the address's line or the few lines after it, before the next recipient's;
-      // a list of addresses followed by one reason ("failed for: a, b. Reason: …") shares it.
-      let end = i + 1;
-      while (end < Math.min(lines.length, i + 6) && !addresses[end].some((b) => b !== a)) end++;
-      let around = lines.slice(i, end).join(' ');
-      if (!hasReason(around)) around = lines.slice(i, i + 6).join(' ');
-      if (!hasReason(around)) continue;
-      const status = bestCode(around);
-      found.set(a, {
-        recipient: a,
-        kind: kindOf(status, around),
-        status,
-        reason: clean(around),
-        hasDsn: false,
-      });
+  /** Where the reason for `a` on line i may end: six non-blank lines on, or before the next recipient's line. */
+  const reasonEnd = (i: number, a: string, beforeNext: boolean) => {
+    let end = i + 1;
+    for (let n = 1; end < Math.min(lines.length, i + 30) && n < 6; end++) {
+      if (beforeNext && addresses[end].some((b) => b !== a)) break;
+      if (lines[end].trim()) n++;
     }
-  }
-  return [...found.values()];
+    return end;
+  };
+  const ownLineEnd = (i: number) => {
+    let end = i + 1;
+    while (end < lines.length && /^[ \t]+\S/.test(lines[end]) && !addresses[end].length) end++;
+    return end;
+  };
+  /**
+   * The reason next to `a` on line i: its own line when that has a reply code and a reason
+   * (Sendmail's "554 <a>... Host unknown", with its indented continuation), else the lines up to the
+   * next recipient's. Shared: the lines after whatever they hold, for a list of addresses followed
+   * by one reason ("failed for: a, b. Reason: …"). '' when none is there.
+   */
+  const reasonAt = (i: number, a: string, shared: boolean) => {
+    const own = lines.slice(i, ownLineEnd(i)).join(' ');
+    const around = shared
+      ? lines.slice(i, reasonEnd(i, a, false)).join(' ')
+      : REPLY.test(lines[i]) && hasReason(own)
+        ? own
+        : lines.slice(i, reasonEnd(i, a, true)).join(' ');
+    return hasReason(around) ? around : '';
+  };
+  // Two passes: an address whose own reason comes later (a list, then a transcript) takes that one
+  // before borrowing the next lines'. null: seen, no reason yet (the map keeps the first order).
+  const found = new Map<string, FailedRecipient | null>();
+  for (const shared of [false, true])
+    for (let i = 0; i < lines.length; i++)
+      for (const a of addresses[i]) {
+        if (found.get(a)) continue;
+        if (!found.has(a)) found.set(a, null);
+        const around = reasonAt(i, a, shared);
+        if (!around) continue;
+        const status = bestCode(around);
+        found.set(a, {
+          recipient: a,
+          kind: kindOf(status, around),
+          status,
+          reason: clean(around),
+          hasDsn: false,
+        });
+      }
+  return [...found.values()].filter((f): f is FailedRecipient => f !== null);
 }
 
 interface Part {
@@ -282,7 +338,8 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       /Message-ID:\s*(<[^>\s]+>)/i.exec(mail.text ?? '')?.[1];
     const done = (recipients: FailedRecipient[]): BounceResult => ({
       bounce: true,
-      recipients,
+      // once each (a notice can repeat its recipients, e.g. in a postmaster copy)
+      recipients: recipients.filter((r, i) => recipients.findIndex((x) => x.recipient === r.recipient) === i),
       ...(originalMessageId ? { originalMessageId } : {}),
     });
 
@@ -302,8 +359,20 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       ]);
     }
 
+    const parsed = `${mail.text ?? ''}\n${parts
+      .filter((p) => /^text\/plain/i.test(p.contentType))
+      .map((p) => p.content.toString('utf8'))
+      .join('\n')}`;
+    // A multipart whose boundary never comes (a broken relay) leaves the parsers nothing: the raw
+    // body is read as the text, and as the delivery status when it holds one.
+    const broken = !parsed.trim() && leaves.length === 0;
+    const whole = broken ? raw.toString('utf8') : '';
+    const text = broken ? whole.slice(whole.search(/\r?\n\r?\n|$/)) : parsed;
+
     // RFC 3464 delivery status
-    const dsn = partText(/^(message\/delivery-status|message\/global-delivery-status)$/i).join('\n\n');
+    const dsn =
+      partText(/^(message\/delivery-status|message\/global-delivery-status)$/i).join('\n\n') ||
+      (broken && /^final-recipient:/im.test(text) ? text : '');
     if (dsn) {
       const r = fromDsn(dsn);
       if (r === 'not-failed') return { bounce: false, why: 'a delivery report of success or relay' };
@@ -311,12 +380,12 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
     }
 
     const subject = mail.subject ?? '';
-    const text = `${mail.text ?? ''}\n${parts
-      .filter((p) => /^text\/plain/i.test(p.contentType))
-      .map((p) => p.content.toString('utf8'))
-      .join('\n')}`;
     const autoSubmitted = header('auto-submitted').toLowerCase();
-    const looksFailed = FAILURE_NOTICE.test(subject) || FAILURE_NOTICE.test(text.slice(0, 3000));
+    // A mail system's notice with a failure code is one, whatever its wording or language.
+    const looksFailed =
+      FAILURE_NOTICE.test(subject) ||
+      FAILURE_NOTICE.test(text.slice(0, 3000)) ||
+      (SYSTEM_SENDER.test(mail.from?.text ?? '') && FAILURE_CODE.test(text.slice(0, 20_000)));
     if (/disposition-notification/i.test(reportType)) return { bounce: false, why: 'a read receipt' };
     if (
       !looksFailed &&
@@ -367,6 +436,20 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
     if (r.length === 1 && !r[0].status) {
       const status = bestCode(report);
       if (status) r = [{ ...r[0], status, kind: kindOf(status, r[0].reason) }];
+    }
+    // No reason beside any address, but a failure notice that names one address only, or
+    // returns a message sent to one (old Sendmail names the host, not the address): that one.
+    if (!r.length) {
+      const ids = messageIds(report);
+      const named = [...new Set((report.match(ADDRESS_ALL) ?? []).map((a) => a.toLowerCase()))].filter(
+        (a) => !own.has(a) && !ids.has(a) && !SYSTEM_MAILBOX.test(a),
+      );
+      const originalTo = (/^To:[^\S\n]*(.+)$/im.exec(originalHead)?.[1] ?? '').match(ADDRESS_ALL) ?? [];
+      const one = named.length === 1 ? named[0] : originalTo.length === 1 ? originalTo[0].toLowerCase() : '';
+      if (one && !own.has(one)) {
+        const status = bestCode(report);
+        r = [{ recipient: one, kind: kindOf(status, report), status, reason: clean(report), hasDsn: false }];
+      }
     }
     if (r.length) return done(r);
     return { bounce: false, why: 'a failure notice without a recipient' };
