@@ -238,6 +238,27 @@ describe('the inbound bounce listener', () => {
     expect(await suppression(to)).toMatchObject({ reason: 'complaint' });
   });
 
+  it('a failure notice naming no recipient is about the one message whose return path it came to', async () => {
+    const to = `nobody-${tag()}@remote.example`;
+    const m = await sent(to);
+    const notice = [
+      'From: post_master@gateway.remote.example',
+      `To: ${m.verp}`,
+      'Subject: Re: Hello',
+      '',
+      'Error: Invalid user address',
+      'Error message below:',
+      '550 5.1.1 Requested action not taken: no such user here',
+      '',
+    ].join('\r\n');
+    expect((await smtpSend(listener.port, '', [m.verp], notice)).data).toBe(250);
+    expect(await message(m.id)).toMatchObject({
+      bounce_kind: 'hard',
+      bounce_reason: expect.stringMatching(/no such user/),
+    });
+    expect(await suppression(to)).toMatchObject({ reason: 'hard_bounce', message_id: m.id });
+  });
+
   it('an out-of-office reply to the return path is not a bounce', async () => {
     const to = `away-${tag()}@remote.example`;
     const m = await sent(to);

@@ -17,7 +17,12 @@ export interface FailedRecipient {
 }
 
 export type BounceResult =
-  | { bounce: false; why: string }
+  | {
+      bounce: false;
+      why: string;
+      /** A failure notice that names no recipient: its reason, for whoever knows the message (VERP). */
+      notice?: Omit<FailedRecipient, 'recipient'>;
+    }
   | { bounce: true; recipients: FailedRecipient[]; originalMessageId?: string };
 
 // A match may start only where a run of address characters starts: the same matches, but a long run
@@ -50,7 +55,7 @@ const AUTO_REPLY =
 
 const REPLY_SUBJECT = /^(re|aw|sv|vs|antw|rif|r|res|odp|返信|回复)\s*:/i;
 const DAEMON =
-  /mailer[-_ ]?daemon|postmaster|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
+  /mailer[-_ ]?daemon|post_?master|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
 /** A header naming a message by its id: `Message-ID: <id>`, In-Reply-To, References. */
 const MESSAGE_ID_ALL = /(?:message-?id|in-reply-to|references)\s*:[^\S\n]*<([^<>\s]{1,300})>/gi;
 // The sender's side, whatever code came with it: lists, reputation, SPF, reverse DNS, the client.
@@ -452,7 +457,12 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       }
     }
     if (r.length) return done(r);
-    return { bounce: false, why: 'a failure notice without a recipient' };
+    const status = bestCode(report);
+    return {
+      bounce: false,
+      why: 'a failure notice without a recipient',
+      notice: { kind: kindOf(status, report), status, reason: clean(report), hasDsn: false },
+    };
   } catch (e) {
     return { bounce: false, why: `unreadable: ${(e as Error).message}` };
   }

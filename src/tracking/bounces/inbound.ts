@@ -57,33 +57,41 @@ export async function handleInbound(
   opts: { feedback?: boolean } = {},
 ): Promise<InboundOutcome> {
   const result = await classifyBounce(raw);
-  if (!result.bounce) return { result, recorded: null, unmatched: 0 };
+  // A failure notice that names nobody, sent to one message's own return path, is about that
+  // message's recipient (the matching below falls back to the one VERP message).
+  const failed = result.bounce
+    ? result.recipients
+    : result.notice && rcptIds.length === 1
+      ? [{ recipient: '', ...result.notice }]
+      : null;
+  if (!failed) return { result, recorded: null, unmatched: 0 };
   let verpIds = rcptIds;
-  if (!verpIds.length && opts.feedback && result.recipients.every((r) => r.kind === 'complaint')) {
+  if (!verpIds.length && opts.feedback && failed.every((r) => r.kind === 'complaint')) {
     const secret = deps.config.secret as string;
     const quoted = raw.toString('latin1').match(VERP_IN_TEXT) ?? [];
     verpIds = [...new Set(quoted.map((a) => parseVerp(a, secret)).filter((x): x is string => x !== null))];
   }
-  if (!verpIds.length) return { result, recorded: null, unmatched: result.recipients.length };
+  if (!verpIds.length) return { result, recorded: null, unmatched: failed.length };
   const verpRows = await deps.db
     .selectFrom('messages')
     .select(['id', 'org_id', 'to_address'])
     .where('id', 'in', [...verpIds])
     .execute();
-  if (!verpRows.length) return { result, recorded: null, unmatched: result.recipients.length };
+  if (!verpRows.length) return { result, recorded: null, unmatched: failed.length };
   const orgs = [...new Set(verpRows.map((r) => r.org_id))];
-  const byOriginal = result.originalMessageId
+  const originalMessageId = result.bounce ? result.originalMessageId : undefined;
+  const byOriginal = originalMessageId
     ? await deps.db
         .selectFrom('messages')
         .select(['id', 'org_id', 'to_address'])
-        .where('message_id_header', '=', result.originalMessageId)
+        .where('message_id_header', '=', originalMessageId)
         .where('org_id', 'in', orgs)
         .executeTakeFirst()
     : undefined;
   const at = deps.clock.now();
   const items: BounceItem[] = [];
   let unmatched = 0;
-  for (const fr of result.recipients) {
+  for (const fr of failed) {
     const rcpt = fr.recipient.toLowerCase();
     const m =
       verpRows.find((r) => r.to_address.toLowerCase() === rcpt) ??
@@ -203,7 +211,7 @@ export async function startBounceListener(
         const feedback = session.envelope.rcptTo.some((r) => isFeedback(r.address));
         handleInbound(deps, raw, [...new Set(ids)], { feedback }).then(
           (o) => {
-            if (!o.result.bounce) inboundBounces.inc({ outcome: 'not_bounce' });
+            if (!o.result.bounce && !o.recorded) inboundBounces.inc({ outcome: 'not_bounce' });
             else {
               if (o.recorded?.recorded) inboundBounces.inc({ outcome: 'recorded' }, o.recorded.recorded);
               if (o.recorded?.duplicates) inboundBounces.inc({ outcome: 'duplicate' }, o.recorded.duplicates);
