@@ -23,7 +23,7 @@ import type { MessageKind, MessageStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
 import { presenceOf, type WorkerView } from '../jobs/presence.ts';
-import { enhancedCode, kindOf } from '../tracking/bounces/classify.ts';
+import { enhancedCode, kindOf } from '../tracking/bounces/kinds.ts';
 import { type BounceItem, recordBounces } from '../tracking/bounces/record.ts';
 import { insightsOrgs } from '../tracking/hits/insights-switch.ts';
 import { messageTrackingTokens } from '../tracking/tokens.ts';

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { classifyBounce, kindOf } from './classify.ts';
+import { classifyBounce } from './classify.ts';
+import { kindOf } from './kinds.ts';
 
 const crlf = (s: string) => Buffer.from(s.replace(/\r?\n/g, '\r\n'));
 

@@ -1,12 +1,12 @@
 import { simpleParser } from 'mailparser';
+import { type BounceKind, ENHANCED, FULL, HARD, kindOf, POLICY, REPLY, SOFT } from './kinds.ts';
+import { sesEmailNotice } from './providers/ses.ts';
 
 // Bounce classification (issue 5): whether a message is a bounce, and for each failed recipient
 // whether the address is bad (hard), the failure temporary (soft), the sender's problem (policy) or
-// a complaint (ARF). Standard DSNs (RFC 3464) are read field by field; the many MTAs that send prose
+// a complaint (ARF; the rule is kinds.ts). Standard DSNs (RFC 3464) are read field by field; the many MTAs that send prose
 // instead are read with a table of reply codes and phrases. Never throws: anything unreadable is
 // "not a bounce" with the reason.
-
-export type BounceKind = 'hard' | 'soft' | 'policy' | 'complaint';
 
 export interface FailedRecipient {
   recipient: string;
@@ -29,22 +29,8 @@ export type BounceResult =
 // without an @ is scanned once instead of once per character (a 200 KB line took minutes).
 const ADDRESS = /(?<![A-Za-z0-9._%+'=-])[A-Za-z0-9._%+=-][A-Za-z0-9._%+'=-]*@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/;
 const ADDRESS_ALL = new RegExp(ADDRESS.source, 'g');
-// RFC 3463: class, subject 0–7, detail (Yahoo's "4.16.55.1" is not one)
-const ENHANCED = /\b([245])\.([0-7])\.(\d{1,3})\b/;
 const ENHANCED_ALL = new RegExp(ENHANCED.source, 'g');
-// Yahoo writes "554: delivery error", others "550-", "550 ". Not the milliseconds of a logged time
-// ("17:22:39.512: RCPT To:<…>", MDaemon's transcript).
-const REPLY = /(?<![.:])\b([45]\d\d)[\s:-]/;
 
-// Phrases, in the languages MTAs write in, for what the code alone does not say.
-const POLICY =
-  /spam|blocked|block ?list|blacklist|deny ?list|(?<!not )listed (on|in|at)|is listed|reputation|policy|dmarc|\bspf\b|dkim|authentication|unauthenticated|not authori[sz]ed|\bdenied\b|banned|refused by|content rejected|virus|relay(ing)? (access )?(denied|not permitted)|not permitted to relay|spamhaus|barracuda|\(bl\)|bloqu[ée]|ind[ée]sirable|blockiert|bloccat|bloqueado|спам|垃圾邮件|迷惑メール/i;
-const FULL =
-  /mailbox (is )?full|mail ?folder (is )?full|inbox (is )?full|quota|over ?quota|insufficient (system )?storage|exceeded storage|storage (space|limit)|out of (storage|space)|mailbox.{0,80}exceed|postfach (ist )?voll|speicherplatz|bo[iî]te (aux lettres |de r[ée]ception |mail )?(est )?pleine|casella (di posta )?(è )?piena|spazio esaurito|buz[óo]n (de correo )?(est[áa] )?lleno|caixa (postal |de correio )?(est[áa] )?cheia|skrzynka (odbiorcza )?(jest )?pe[łl]na|mailbox (is )?vol|переполнен|превышен|空间不足|邮箱已满|容量|いっぱい/i;
-const HARD =
-  /user unknown|unknown user|(unknown|invalid) (local[- ]part|recipient|address|mailbox)|no such (user|mailbox|recipient|address|person|account)|does not exist|doesn'?t exist|did not exist|not exist|invalid (mailbox|recipient|address)|recipient (address )?rejected|address rejected|mailbox (unavailable|not found|disabled|inactive|does not exist)|mailbox not found|account (is |has been )?(disabled|deactivated|suspended|inactive|closed|expired|unavailable)|inactive (user|account|mailbox)|(user|recipient|address|mailbox|account) (was )?not found|not (a )?valid (mailbox|recipient|address)|doesn'?t have an? \S+ account|not listed in (the )?(\S+ )?directory|no mailbox here|unrouteable|unroutable|no mailbox|host (or domain name )?not found|invalid (domain|host)|domain (not found|does not exist|unknown)|unknown domain|no (mx|valid mx)|name or service not known|NXDOMAIN|RecipientNotFound|address not found|(couldn'?t|could not|can'?t|cannot) be found|wasn'?t found|no longer (active|valid|available|in use)|has moved|recipient moved|benutzer unbekannt|unbekannte[rn]? (empf[äa]nger|benutzer|adresse)|existiert nicht|gibt es nicht|utilisateur inconnu|destinataire inconnu|adresse (inconnue|introuvable|invalide)|n'existe pas|usuario (desconocido|inexistente|no existe)|no existe|destinatario (sconosciuto|inesistente)|utente (sconosciuto|inesistente)|non esiste|gebruiker onbekend|onbekende (ontvanger|gebruiker)|bestaat niet|usu[áa]rio (desconhecido|inexistente)|n[ãa]o existe|nieznany (u[żz]ytkownik|adresat)|nie istnieje|пользователь не найден|нет такого|не существует|не найден|用户不存在|收件人不存在|不存在|宛先不明|存在しません|존재하지 않는/i;
-const SOFT =
-  /temporar|try (again|later)|timed? ?out|deferred|greylist|graylist|too many (connections|messages|recipients)|rate limit|throttl|connection (refused|reset|lost)|could not connect|unable to connect|did not accept our requests? to connect|after multiple retries|delivery (time|period) expired|retry time(out)? (not reached|exceeded)|message expired|expired|too (large|big)|size (limit|exceeds)|exceeds (the )?(maximum|size)|service unavailable|insufficient|still being retried|delayed|vorübergehend|später|temporairement|ult[ée]rieurement|riprova|m[áa]s tarde|mais tarde|временно|暂时|一時的/i;
 const FAILURE_NOTICE =
   /could not be delivered|couldn'?t be delivered|wasn'?t delivered|undeliver|delivery (has )?failed|delivery (status notification )?\((failure|delay)\)|delivery (is )?delayed|delayed mail|still being retried|could not send (message|mail) for past|had (permanent fatal |delivery )?errors|error sending your (mail|message)|trouble delivering|mail delivery failed|mail delivery system|failure notice|returned mail|returning message to sender|delivery failure|permanent (fatal )?error|permanent failure|was not delivered|message not delivered|did not reach|unable to deliver|were unable to deliver|not be delivered|non[- ]?delivery|nondeliverable|delivery status notification|notice: mail delivery status|non remis|non distribuable|[ée]chec (de (la )?)?(remise|livraison|distribution)|unzustellbar|nicht zugestellt|nicht zustellbar|no se (ha )?pudo entregar|no entregado|no se puede entregar|imposible entregar|impossibile (consegnare|recapitare)|non recapitat|niet afgeleverd|onbestelbaar|n[ãa]o (foi )?entregue|n[ãa]o (foi poss[íi]vel|p[ôo]de ser) entreg|nie dostarczon|не доставлено|не может быть доставлено|не удалось доставить|无法投递|未送达|退信|投递失败|配信不能|配信できません|送信できません|配送できません|届けられません|配送エラー|配信エラー|전송 실패|발송 실패|반송/i;
 // The prefix stays on its line: with \s it ran across blank lines, once per line (quadratic).
@@ -58,57 +44,11 @@ const DAEMON =
   /mailer[-_ ]?daemon|post_?master|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
 /** A header naming a message by its id: `Message-ID: <id>`, In-Reply-To, References. */
 const MESSAGE_ID_ALL = /(?:message-?id|in-reply-to|references)\s*:[^\S\n]*<([^<>\s]{1,300})>/gi;
-// The sender's side, whatever code came with it: lists, reputation, SPF, reverse DNS, the client.
-const BLOCKED_SENDER =
-  /spamhaus|spamcop|block ?list|blacklist|deny ?list|reputation|\b(dns)?rbl\b|\bspf\b|\bptr\b|reverse dns|\brdns\b|client (host|ip)|not allowed to send|unroutable sender|sender (address |domain )?(rejected|denied|blocked|unknown|invalid|not found)/i;
-const ACCOUNT_BLOCKED =
-  /(recipient|user|destinataire)('?s)? (account|mailbox)( is| has been)? (blocked|locked|suspended|disabled)|compte du destinataire est bloqu/i;
 const SYSTEM_SENDER =
   /mailer[-_ ]?daemon|postmaster|post_master|mail delivery|delivery subsystem|mail system/i;
-const FAILURE_CODE = /\b[45]\.[0-7]\.\d{1,3}\b/;
+const FAILURE_CODE = /\b[45]\.[0-7]\.\d{1,3}\b|^[^\S\n]*[45]\d\d[ :-]/m;
 // Addresses a notice names for help, never as the recipient that failed.
 const SYSTEM_MAILBOX = /^(postmaster|mailer-daemon|hostmaster|abuse)@/;
-
-/** The first RFC 3463 enhanced status code (e.g. 5.1.1) in any of the texts, '' when none has one. */
-export const enhancedCode = (...texts: (string | undefined | null)[]) => {
-  for (const t of texts) {
-    const m = t ? ENHANCED.exec(t) : null;
-    if (m) return m[0];
-  }
-  return '';
-};
-
-/** RFC 3463 class and subject, refined by the diagnostic text where the code is vague. */
-export function kindOf(status: string, text: string): BounceKind {
-  const m = ENHANCED.exec(status);
-  const cls = m?.[1];
-  const sub = m ? `${m[2]}.${m[3]}` : '';
-  if (cls === '4')
-    return BLOCKED_SENDER.test(text) || (POLICY.test(text) && /block|spam|listed/i.test(text))
-      ? 'policy'
-      : 'soft';
-  if (cls === '5') {
-    // x.7.x, and 5.1.7/5.1.8: the sender's address or rights, not the recipient's
-    // "user account disabled" (RFC 3463's later 5.7.13), "the recipient account is blocked"
-    if (sub === '7.13' || ACCOUNT_BLOCKED.test(text)) return 'hard';
-    if (m?.[2] === '7' || sub === '1.7' || sub === '1.8') return 'policy';
-    // a block list or a refused sender, whatever code the server chose (GoDaddy's 5.1.3, Cox's 5.1.0)
-    if (BLOCKED_SENDER.test(text)) return 'policy';
-    if (sub === '2.2' || sub === '2.3') return 'soft';
-    if (m?.[2] === '1' || sub === '2.1') return 'hard';
-    // the system, network, protocol or content: not the address's fault unless the text says so
-    if (m && '3456'.includes(m[2])) return HARD.test(text) ? 'hard' : POLICY.test(text) ? 'policy' : 'soft';
-  }
-  // "The recipient account is blocked": the account, not the sender
-  if (ACCOUNT_BLOCKED.test(text)) return 'hard';
-  if (BLOCKED_SENDER.test(text) || POLICY.test(text)) return 'policy';
-  if (FULL.test(text)) return 'soft';
-  if (HARD.test(text)) return 'hard';
-  if (SOFT.test(text)) return 'soft';
-  const code = REPLY.exec(text)?.[1];
-  if (code?.startsWith('4')) return 'soft';
-  return 'hard';
-}
 
 /**
  * A DSN's Status is the reporting MTA's summary, often the vague x.0.0 (Sendmail, Exchange) or a
@@ -368,11 +308,24 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       .filter((p) => /^text\/plain/i.test(p.contentType))
       .map((p) => p.content.toString('utf8'))
       .join('\n')}`;
-    // A multipart whose boundary never comes (a broken relay) leaves the parsers nothing: the raw
+    // A multipart whose boundary never comes or is lost (a broken relay) leaves the parsers no text: the raw
     // body is read as the text, and as the delivery status when it holds one.
-    const broken = !parsed.trim() && leaves.length === 0;
+    const broken = !parsed.trim() && !leaves.some((p) => p.type.startsWith('text/'));
     const whole = broken ? raw.toString('utf8') : '';
     const text = broken ? whole.slice(whole.search(/\r?\n\r?\n|$/)) : parsed;
+
+    // Amazon SES's notification by email (JSON), read as its webhook is
+    const ses = sesEmailNotice(text);
+    if (ses?.length)
+      return done(
+        ses.map((e) => ({
+          recipient: e.recipient,
+          kind: e.kind,
+          status: e.status,
+          reason: e.reason,
+          hasDsn: false,
+        })),
+      );
 
     // RFC 3464 delivery status
     const dsn =
@@ -381,7 +334,20 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
     if (dsn) {
       const r = fromDsn(dsn);
       if (r === 'not-failed') return { bounce: false, why: 'a delivery report of success or relay' };
-      if (r.length) return done(r);
+      // A DSN with a bare x.0.0 and no diagnostic (OpenSMTPD) leaves the reason to its prose.
+      const vague = r.filter((f) => !f.status || f.status.endsWith('.0.0'));
+      const prose = vague.length ? fromText(text, new Set()) : [];
+      if (r.length)
+        return done(
+          r.map((f) => {
+            const p = vague.includes(f)
+              ? prose.find((x) => x.recipient === f.recipient && x.status)
+              : undefined;
+            return p && (f.status === '' || p.status[0] === f.status[0])
+              ? { ...f, kind: p.kind, status: p.status, reason: p.reason }
+              : f;
+          }),
+        );
     }
 
     const subject = mail.subject ?? '';

@@ -4,7 +4,7 @@ import type { Deps } from '../../deps.ts';
 import { guardBounces } from '../../sending/mass-launch.ts';
 import { type NewEmailEvent, recordEvents } from '../events.ts';
 import { alertPolicyBounce } from './alerts.ts';
-import type { BounceKind } from './classify.ts';
+import type { BounceKind } from './kinds.ts';
 import { gradeSoftBounce, type SuppressInput, suppressMany } from './suppression.ts';
 
 // Recording bounces and complaints, whatever brought them: a DSN or prose bounce at the inbound

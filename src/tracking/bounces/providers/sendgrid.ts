@@ -1,5 +1,5 @@
 import { createPublicKey, verify } from 'node:crypto';
-import { kindOf } from '../classify.ts';
+import { kindOf } from '../kinds.ts';
 import {
   enhancedCode,
   header,

@@ -1,5 +1,5 @@
 import { createVerify, X509Certificate } from 'node:crypto';
-import { kindOf } from '../classify.ts';
+import { kindOf } from '../kinds.ts';
 import {
   enhancedCode,
   isObj,
@@ -153,6 +153,22 @@ function fromSes(n: Record<string, unknown>): ProviderEvent[] {
     }));
   }
   return [];
+}
+
+/**
+ * An SES notification delivered by email (an SNS email subscription: "AWS Notification Message",
+ * the notification as JSON in the body), as failed recipients; null when the text is not one.
+ */
+export function sesEmailNotice(text: string): ProviderEvent[] | null {
+  if (!/notificationType|eventType/.test(text)) return null;
+  try {
+    // Sendmail breaks a line over 990 characters with "!", a newline and a space.
+    let n: unknown = JSON.parse(text.trim().replace(/!\r?\n /g, ''));
+    if (isObj(n) && typeof n.Message === 'string') n = JSON.parse(n.Message);
+    return isObj(n) ? fromSes(n) : null;
+  } catch {
+    return null;
+  }
 }
 
 export async function readSes(

@@ -1,4 +1,4 @@
-import type { BounceKind } from '../classify.ts';
+import type { BounceKind } from '../kinds.ts';
 
 // What every provider's webhook is turned into before it is matched to a message.
 
@@ -43,7 +43,7 @@ export function parseJson(body: Buffer): unknown {
   }
 }
 
-export { enhancedCode } from '../classify.ts';
+export { enhancedCode } from '../kinds.ts';
 
 export const str = (v: unknown): string =>
   typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
