@@ -189,12 +189,9 @@ function fromText(text: string, exclude: Set<string>): FailedRecipient[] {
    * by one reason ("failed for: a, b. Reason: …"). '' when none is there.
    */
   const reasonAt = (i: number, a: string, shared: boolean) => {
-    const own = lines.slice(i, ownLineEnd(i)).join(' ');
-    const around = shared
-      ? lines.slice(i, reasonEnd(i, a, false)).join(' ')
-      : REPLY.test(lines[i]) && hasReason(own)
-        ? own
-        : lines.slice(i, reasonEnd(i, a, true)).join(' ');
+    let around = lines.slice(i, shared ? reasonEnd(i, a, false) : ownLineEnd(i)).join(' ');
+    if (!shared && !(REPLY.test(lines[i]) && hasReason(around)))
+      around = lines.slice(i, reasonEnd(i, a, true)).join(' ');
     return hasReason(around) ? around : '';
   };
   // Two passes: an address whose own reason comes later (a list, then a transcript) takes that one
@@ -412,7 +409,11 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
     // returns a message sent to one (old Sendmail names the host, not the address): that one.
     if (!r.length) {
       const ids = messageIds(report);
-      const named = [...new Set((report.match(ADDRESS_ALL) ?? []).map((a) => a.toLowerCase()))].filter(
+      const unlabelled = report
+        .split('\n')
+        .filter((l) => !SENDER_LINE.test(l))
+        .join('\n');
+      const named = [...new Set((unlabelled.match(ADDRESS_ALL) ?? []).map((a) => a.toLowerCase()))].filter(
         (a) => !own.has(a) && !ids.has(a) && !SYSTEM_MAILBOX.test(a),
       );
       const originalTo = (/^To:[^\S\n]*(.+)$/im.exec(originalHead)?.[1] ?? '').match(ADDRESS_ALL) ?? [];
