@@ -44,6 +44,8 @@ const DAEMON =
   /mailer[-_ ]?daemon|post_?master|mail delivery|delivery subsystem|mail system|mail administrator|maildelivery|no-?reply|bounce|microsoft outlook|mdaemon/i;
 /** A header naming a message by its id: `Message-ID: <id>`, In-Reply-To, References. */
 const MESSAGE_ID_ALL = /(?:message-?id|in-reply-to|references)\s*:[^\S\n]*<([^<>\s]{1,300})>/gi;
+// Narrower than DAEMON (no "no-reply" or "bounce"): enough, with a failure code, to call a notice
+// a failure whatever its wording, so newsletters from no-reply senders must not match.
 const SYSTEM_SENDER =
   /mailer[-_ ]?daemon|postmaster|post_master|mail delivery|delivery subsystem|mail system/i;
 const FAILURE_CODE = /\b[45]\.[0-7]\.\d{1,3}\b|^[^\S\n]*[45]\d\d[ :-]/m;
