@@ -342,7 +342,9 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
             const p = vague.includes(f)
               ? prose.find((x) => x.recipient === f.recipient && x.status)
               : undefined;
-            return p && (f.status === '' || p.status[0] === f.status[0])
+            // the prose wins with a sharper code, or over a DSN that gave no diagnostic at all
+            const better = p && (!p.status.endsWith('.0.0') || f.reason.startsWith('Action: '));
+            return p && better && (f.status === '' || p.status[0] === f.status[0])
               ? { ...f, kind: p.kind, status: p.status, reason: p.reason }
               : f;
           }),
@@ -382,7 +384,13 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
         addr(/^Return-Path:\s*(.+)$/im.exec(originalHead)?.[1]),
       ].filter(Boolean),
     );
-    let r = fromText(report, own).filter((f) => !SYSTEM_MAILBOX.test(f.recipient));
+    // DSN fields written into the text itself (Amazon WorkMail): they settle who failed, and an
+    // address quoted in a Diagnostic-Code is not another recipient.
+    const inline = /^final-recipient:/im.test(report) ? fromDsn(report) : [];
+    let r =
+      Array.isArray(inline) && inline.length
+        ? inline.map((f) => ({ ...f, hasDsn: false }))
+        : fromText(report, own).filter((f) => !SYSTEM_MAILBOX.test(f.recipient));
     // Exim names the failed recipients in a header: it settles who failed.
     const named = header('x-failed-recipients')
       .split(',')
