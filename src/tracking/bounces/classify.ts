@@ -35,7 +35,7 @@ const FAILURE_NOTICE =
   /could not be delivered|couldn'?t be delivered|wasn'?t delivered|undeliver|delivery (has )?failed|delivery (status notification )?\((failure|delay)\)|delivery (is )?delayed|delayed mail|still being retried|could not send (message|mail) for past|had (permanent fatal |delivery )?errors|error sending your (mail|message)|trouble delivering|mail delivery failed|mail delivery system|failure notice|returned mail|returning message to sender|delivery failure|permanent (fatal )?error|permanent failure|was not delivered|message not delivered|did not reach|unable to deliver|were unable to deliver|not be delivered|non[- ]?delivery|nondeliverable|delivery status notification|notice: mail delivery status|non remis|non distribuable|[ée]chec (de (la )?)?(remise|livraison|distribution)|unzustellbar|nicht zugestellt|nicht zustellbar|no se (ha )?pudo entregar|no entregado|no se puede entregar|imposible entregar|impossibile (consegnare|recapitare)|non recapitat|niet afgeleverd|onbestelbaar|n[ãa]o (foi )?entregue|n[ãa]o (foi poss[íi]vel|p[ôo]de ser) entreg|nie dostarczon|не доставлено|не может быть доставлено|не удалось доставить|无法投递|未送达|退信|投递失败|配信不能|配信できません|送信できません|配送できません|届けられません|配送エラー|配信エラー|전송 실패|발송 실패|반송/i;
 // The prefix stays on its line: with \s it ran across blank lines, once per line (quadratic).
 const ORIGINAL_COPY =
-  /^(?:[^\S\n]|-)*(this is a copy of the (original )?message|original message follows|below this line is a copy|the original message was(?! received)|--- ?original message|-----original message|------ this is a copy|original message headers|unsent message follows|-{3,} ?returned message|----- original message -----|--- mensaje original|--- message d'origine|--- ursprüngliche nachricht|--- messaggio originale)/im;
+  /^(?:[^\S\n]|-)*(this is a copy of the (original )?message|original message follows|below this line is a copy|the original message was(?! received)|--- ?original message|-----original message|------ this is a copy|original message headers|message headers follow|(the )?headers? of the original message|unsent message follows|-{3,} ?returned message|----- original message -----|--- mensaje original|--- message d'origine|--- ursprüngliche nachricht|--- messaggio originale)/im;
 const AUTO_REPLY =
   /^((re|aw|tr|fw|sv|vs):\s*)?(auto(matic|matische|matisch)? ?(reply|antwort|antwoord|response)|automatische antwort|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|resposta autom[áa]tica|autosvar|automaattinen vastaus|out of (the )?office|fuera de la oficina|absence|absent|vacation|away from|автоответ|自动回复|自動応答|自動返信)/i;
 
@@ -384,13 +384,16 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
         addr(/^Return-Path:\s*(.+)$/im.exec(originalHead)?.[1]),
       ].filter(Boolean),
     );
+    // The reporting system's postmaster is no recipient, unless the message was sent to it.
+    const originalTo = (/^To:[^\S\n]*(.+)$/im.exec(originalHead)?.[1] ?? '').match(ADDRESS_ALL) ?? [];
+    const notSystem = (a: string) => !SYSTEM_MAILBOX.test(a) || originalTo.some((t) => t.toLowerCase() === a);
     // DSN fields written into the text itself (Amazon WorkMail): they settle who failed, and an
     // address quoted in a Diagnostic-Code is not another recipient.
     const inline = /^final-recipient:/im.test(report) ? fromDsn(report) : [];
     let r =
       Array.isArray(inline) && inline.length
         ? inline.map((f) => ({ ...f, hasDsn: false }))
-        : fromText(report, own).filter((f) => !SYSTEM_MAILBOX.test(f.recipient));
+        : fromText(report, own).filter((f) => notSystem(f.recipient));
     // Exim names the failed recipients in a header: it settles who failed.
     const named = header('x-failed-recipients')
       .split(',')
@@ -424,9 +427,8 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
         .filter((l) => !SENDER_LINE.test(l))
         .join('\n');
       const named = [...new Set((unlabelled.match(ADDRESS_ALL) ?? []).map((a) => a.toLowerCase()))].filter(
-        (a) => !own.has(a) && !ids.has(a) && !SYSTEM_MAILBOX.test(a),
+        (a) => !own.has(a) && !ids.has(a) && notSystem(a),
       );
-      const originalTo = (/^To:[^\S\n]*(.+)$/im.exec(originalHead)?.[1] ?? '').match(ADDRESS_ALL) ?? [];
       const one = named.length === 1 ? named[0] : originalTo.length === 1 ? originalTo[0].toLowerCase() : '';
       if (one && !own.has(one)) {
         const status = bestCode(report);
