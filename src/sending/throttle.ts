@@ -173,9 +173,14 @@ export class DeliveryLimiter {
     return s;
   }
 
-  /** The configured domains this process sends nothing to (`connections: 0`: relay-share.ts). */
+  /** Whether this process sends nothing to the configured domain (`connections: 0`: relay-share.ts). */
+  private leftToOthers(key: string): boolean {
+    return this.settings.domains[key].connections === 0;
+  }
+
+  /** The configured domains this process sends nothing to. */
   domainsLeftToOthers(): string[] {
-    return Object.keys(this.settings.domains).filter((d) => this.settings.domains[d].connections === 0);
+    return Object.keys(this.settings.domains).filter((d) => this.leftToOthers(d));
   }
 
   /** How many messages the relay's rate lets start within `horizonMs` (domains' limits aside). */
@@ -192,7 +197,7 @@ export class DeliveryLimiter {
     const now = this.clock.now();
     const key = this.limitKey(domain);
     // Other workers send to this domain: back to the queue, where one of them will take it.
-    if (key && this.settings.domains[key].connections === 0)
+    if (key && this.leftToOthers(key))
       return { delayMs: null, retryInMs: LEFT_TO_OTHERS_RETRY_MS };
     const rate = key ? this.domainState(key).rate : undefined;
     const at = Math.max(this.relayRate.earliest(now), rate ? rate.earliest(now) : now);
