@@ -287,11 +287,16 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       ...(originalMessageId ? { originalMessageId } : {}),
     });
 
-    // ARF complaint (RFC 5965)
+    // ARF complaint (RFC 5965), or Hotmail's older JMRP form: the complained-of message alone,
+    // under "complaint about message from <ip>", its recipient in X-HmXmrOriginalRecipient.
     const feedback = partText(/^message\/feedback-report$/i).join('\n');
-    if (reportType === 'feedback-report' || feedback) {
+    const jmrp = /^\s*complaint about message from\b/i.test(mail.subject ?? '') && original.length > 0;
+    if (reportType === 'feedback-report' || feedback || jmrp) {
       const f = parseDsnFields(feedback)[0] ?? new Map<string, string>();
-      const to = addr(f.get('original-rcpt-to')) || addr(/^To:\s*(.+)$/im.exec(original)?.[1]);
+      const to =
+        addr(f.get('original-rcpt-to')) ||
+        addr(/^X-HmXmrOriginalRecipient:\s*(.+)$/im.exec(original)?.[1]) ||
+        addr(/^To:\s*(.+)$/im.exec(original)?.[1]);
       return done([
         {
           recipient: to,
