@@ -6,12 +6,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Actor } from '../src/crm/index.ts';
-import { deliverDue, deliveryExpiresAt } from '../src/sending/delivery.ts';
+import { deliverDue } from '../src/sending/delivery.ts';
 import { saveRelay } from '../src/sending/relays.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
 import { type BounceListener, startBounceListener } from '../src/tracking/bounces/inbound.ts';
 import { EVENTS_CHANNEL } from '../src/tracking/events.ts';
-import { createTestOrg, type TestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, queueMessage, type TestOrg, testDeps } from './support/app.ts';
 import {
   type CaptureServer,
   type PostfixRelay,
@@ -99,26 +99,16 @@ function nextEvent(timeoutMs = 30_000): Promise<void> {
 }
 
 let n = 0;
-async function queue(to: string): Promise<string> {
+function queue(to: string): Promise<string> {
   const i = ++n;
-  const row = await deps.db
-    .insertInto('messages')
-    .values({
-      org_id: org.orgId,
-      kind: 'individual',
-      sender_id: org.adminId,
-      from_address: org.adminEmail,
-      to_address: to,
-      subject: `Bounce me ${i}`,
-      text: `Hello ${i}`,
-      message_id_header: `<bp${i}.${Date.now()}@bounces.parley.test>`,
-      transport: 'relay',
-      status: 'queued',
-      expires_at: deliveryExpiresAt(deps),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
+  return queueMessage(deps, org, {
+    from_name: null,
+    to_address: to,
+    subject: `Bounce me ${i}`,
+    text: `Hello ${i}`,
+    message_id_header: `<bp${i}.${Date.now()}@bounces.parley.test>`,
+    transport: 'relay',
+  });
 }
 
 const message = (id: string) =>

@@ -12,7 +12,6 @@ import { startDeliveryWorker } from '../src/sending/delivery.jobs.ts';
 import {
   closeSignPool,
   deliverDue,
-  deliveryExpiresAt,
   recoverStuck,
   retryDelayMs,
   STUCK_AFTER_MS,
@@ -22,7 +21,7 @@ import { addDkimKey } from '../src/sending/dkim-keys.ts';
 import { type RelayInput, saveRelay } from '../src/sending/relays.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
 import { parseVerp } from '../src/sending/verp.ts';
-import { createTestOrg, login, type TestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, login, queueMessage, type TestOrg, testDeps } from './support/app.ts';
 import {
   type Captured,
   freePort,
@@ -79,30 +78,16 @@ async function queue(
   }> = {},
 ): Promise<string> {
   const n = ++seq;
-  const row = await deps.db
-    .insertInto('messages')
-    .values({
-      org_id: org.orgId,
-      kind: 'individual',
-      sender_id: over.senderId ?? org.adminId,
-      from_address: org.adminEmail,
-      from_name: 'Ada Admin',
-      reply_to: null,
-      to_address: over.to ?? `lead${n}@remote.test`,
-      to_name: over.toName ?? `Lead ${n}`,
-      subject: over.subject ?? `Hello ${n}`,
-      html: over.html === undefined ? `<p>Hello <b>lead ${n}</b></p>` : over.html,
-      text: over.text === undefined ? `Hello lead ${n}\n.a line starting with a dot\n` : over.text,
-      message_id_header: `<t${n}.${start}.${Math.random().toString(36).slice(2)}@test.example>`,
-      transport: 'outbox',
-      status: 'queued',
-      next_attempt_at: clock.now(),
-      expires_at: over.expiresAt ?? deliveryExpiresAt(deps),
-      created_at: clock.now(),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
+  return queueMessage(deps, org, {
+    sender_id: over.senderId ?? org.adminId,
+    to_address: over.to ?? `lead${n}@remote.test`,
+    to_name: over.toName ?? `Lead ${n}`,
+    subject: over.subject ?? `Hello ${n}`,
+    html: over.html === undefined ? `<p>Hello <b>lead ${n}</b></p>` : over.html,
+    text: over.text === undefined ? `Hello lead ${n}\n.a line starting with a dot\n` : over.text,
+    message_id_header: `<t${n}.${start}.${Math.random().toString(36).slice(2)}@test.example>`,
+    ...(over.expiresAt ? { expires_at: over.expiresAt } : {}),
+  });
 }
 
 /** Asserts `n` messages were sent; on failure shows what happened to each (replies, errors). */

@@ -7,12 +7,12 @@ import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../src/crm/index.ts';
-import { deliverDue, deliveryExpiresAt } from '../src/sending/delivery.ts';
+import { deliverDue } from '../src/sending/delivery.ts';
 import { addDkimKey, type DkimKeyView } from '../src/sending/dkim-keys.ts';
 import { saveRelay } from '../src/sending/relays.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
 import { parseVerp } from '../src/sending/verp.ts';
-import { createTestOrg, type TestOrg, testDeps } from './support/app.ts';
+import { createTestOrg, queueMessage, type TestOrg, testDeps } from './support/app.ts';
 import {
   type CaptureServer,
   type PostfixRelay,
@@ -72,28 +72,16 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function queue(to: string): Promise<string> {
+function queue(to: string): Promise<string> {
   const i = ++n;
-  const row = await deps.db
-    .insertInto('messages')
-    .values({
-      org_id: org.orgId,
-      kind: 'individual',
-      sender_id: org.adminId,
-      from_address: org.adminEmail,
-      from_name: 'Ada Admin',
-      to_address: to,
-      subject: `Through Postfix ${i}`,
-      html: `<p>Hello from Parley, message ${i}</p>`,
-      text: `Hello from Parley, message ${i}\n.dot-stuffed line\n`,
-      message_id_header: `<pf${i}.${Date.now()}@bounces.parley.test>`,
-      transport: 'relay',
-      status: 'queued',
-      expires_at: deliveryExpiresAt(deps),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return row.id;
+  return queueMessage(deps, org, {
+    to_address: to,
+    subject: `Through Postfix ${i}`,
+    html: `<p>Hello from Parley, message ${i}</p>`,
+    text: `Hello from Parley, message ${i}\n.dot-stuffed line\n`,
+    message_id_header: `<pf${i}.${Date.now()}@bounces.parley.test>`,
+    transport: 'relay',
+  });
 }
 
 const message = (id: string) =>

@@ -2,11 +2,11 @@ import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Deps } from '../src/deps.ts';
 import { type Presence, startPresence } from '../src/jobs/presence.ts';
-import { closeSignPool, deliverDue, deliveryExpiresAt } from '../src/sending/delivery.ts';
+import { closeSignPool, deliverDue } from '../src/sending/delivery.ts';
 import { relayShare } from '../src/sending/relay-share.ts';
 import { loadRelays, type RelaySettings, saveRelay } from '../src/sending/relays.ts';
 import { closeRelayTransports } from '../src/sending/transport.ts';
-import { adminActor, createTestOrg, ownDatabase, type TestOrg } from './support/app.ts';
+import { adminActor, createTestOrg, ownDatabase, queueMessage, type TestOrg } from './support/app.ts';
 import { type CaptureServer, startCaptureServer, until } from './support/mail-peers.ts';
 
 // Two workers on one database split a relay allowing one connection to slow.example: the one with
@@ -30,32 +30,7 @@ afterAll(async () => {
   await deps.close();
 });
 
-let n = 0;
-async function queue(org: TestOrg, to: string): Promise<void> {
-  n++;
-  await deps.db
-    .insertInto('messages')
-    .values({
-      org_id: org.orgId,
-      kind: 'individual',
-      sender_id: org.adminId,
-      from_address: org.adminEmail,
-      from_name: 'Ada Admin',
-      reply_to: null,
-      to_address: to,
-      to_name: null,
-      subject: `Hello ${n}`,
-      html: null,
-      text: `Hello ${n}`,
-      message_id_header: `<share${n}.${Date.now()}@test.example>`,
-      transport: 'outbox',
-      status: 'queued',
-      next_attempt_at: new Date(),
-      expires_at: deliveryExpiresAt(deps),
-      created_at: new Date(),
-    })
-    .execute();
-}
+const queue = (org: TestOrg, to: string) => queueMessage(deps, org, { to_address: to });
 
 const dueNow = (org: TestOrg) =>
   sql`UPDATE messages SET next_attempt_at = now() WHERE org_id = ${org.orgId} AND status = 'queued'`.execute(

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { Insertable } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
 import { inject } from 'vitest';
@@ -7,8 +8,10 @@ import { loadConfig } from '../../src/config.ts';
 import { type Actor, createOrg as createOrgService } from '../../src/crm/index.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { openDatabase } from '../../src/db/pool.ts';
+import type { MessagesTable } from '../../src/db/schema.ts';
 import { type Clock, type Deps, systemClock } from '../../src/deps.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { deliveryExpiresAt } from '../../src/sending/delivery.ts';
 
 export interface TestOrg {
   orgId: string;
@@ -200,4 +203,39 @@ export async function insertTemplate(
     })
     .execute();
   return t.id;
+}
+
+let queued = 0;
+/**
+ * A message waiting in the send queue, as an individual send leaves it (from the org's admin, due
+ * now, through the outbox); `over` sets any column. Answers its id.
+ */
+export async function queueMessage(
+  deps: Deps,
+  org: TestOrg,
+  over: Partial<Insertable<MessagesTable>> = {},
+): Promise<string> {
+  const n = ++queued;
+  const row = await deps.db
+    .insertInto('messages')
+    .values({
+      org_id: org.orgId,
+      kind: 'individual',
+      sender_id: org.adminId,
+      from_address: org.adminEmail,
+      from_name: 'Ada Admin',
+      to_address: `lead${n}@remote.test`,
+      subject: `Hello ${n}`,
+      text: `Hello ${n}`,
+      message_id_header: `<q${n}.${Date.now()}.${randomBytes(4).toString('hex')}@test.example>`,
+      transport: 'outbox',
+      status: 'queued',
+      next_attempt_at: deps.clock.now(),
+      expires_at: deliveryExpiresAt(deps),
+      created_at: deps.clock.now(),
+      ...over,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return row.id;
 }
