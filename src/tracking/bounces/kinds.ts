@@ -31,7 +31,7 @@ const blockedSender = (text: string) =>
   BLOCKED_SENDER.test(text) || (/service refus/i.test(text) && !/end of data/i.test(text));
 // The recipient's domain takes no mail at all (RFC 7505 null MX): permanent, whatever code came with it.
 // 5.7.27 is the sender's own null MX.
-const NULL_MX = /null mx|(doesn'?t|does not) (receive|accept) (e-?)?mail(?! from)/i;
+const NULL_MX = /null ?mx|domain( \S+)? (doesn'?t|does not) (receive|accept) (e-?)?mail(?! from)/i;
 /** The first RFC 3463 enhanced status code (e.g. 5.1.1) in any of the texts, '' when none has one. */
 export const enhancedCode = (...texts: (string | undefined | null)[]) => {
   for (const t of texts) {
