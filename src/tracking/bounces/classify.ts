@@ -101,7 +101,8 @@ export function parseDsnFields(body: string): Map<string, string>[] {
   return blocks;
 }
 
-function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
+/** The failed recipients of a DSN's fields; `hasDsn` says whether they came in a DSN part. */
+function fromDsn(body: string, hasDsn: boolean): FailedRecipient[] | 'not-failed' {
   const out: FailedRecipient[] = [];
   let sawRecipient = false;
   for (const b of parseDsnFields(body)) {
@@ -122,7 +123,7 @@ function fromDsn(body: string): FailedRecipient[] | 'not-failed' {
       kind,
       status,
       reason: diag || clean(`Action: ${action || 'failed'}, Status: ${status}`),
-      hasDsn: true,
+      hasDsn,
     });
   }
   return out.length ? out : sawRecipient ? 'not-failed' : [];
@@ -331,12 +332,13 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
         })),
       );
 
-    // RFC 3464 delivery status
-    const dsn =
-      partText(/^(message\/delivery-status|message\/global-delivery-status)$/i).join('\n\n') ||
-      (broken && /^final-recipient:/im.test(text) ? text : '');
+    // RFC 3464 delivery status: its part, else its fields written into the text (Amazon WorkMail,
+    // or a broken multipart read raw), which settle who failed as the part would.
+    const [report, ...copy] = text.split(ORIGINAL_COPY);
+    const dsnPart = partText(/^(message\/delivery-status|message\/global-delivery-status)$/i).join('\n\n');
+    const dsn = dsnPart || (/^final-recipient:/im.test(report) ? report : '');
     if (dsn) {
-      const r = fromDsn(dsn);
+      const r = fromDsn(dsn, dsnPart !== '');
       if (r === 'not-failed') return { bounce: false, why: 'a delivery report of success or relay' };
       // A DSN with a bare x.0.0 and no diagnostic (OpenSMTPD) leaves the reason to its prose.
       const vague = r.filter((f) => !f.status || f.status.endsWith('.0.0'));
@@ -379,7 +381,6 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
     // Our own return path (the bounce's To) and the reporting system are not failed recipients; the
     // copy of the original message that many MTAs append is not read for recipients either.
     // Nor is the original's sender, which "Sender address rejected" and quoted headers name.
-    const [report, ...copy] = text.split(ORIGINAL_COPY);
     const originalHead = `${original}\n${copy.join('\n')}`;
     const own = new Set(
       [
@@ -390,15 +391,11 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       ].filter(Boolean),
     );
     // The reporting system's postmaster is no recipient, unless the message was sent to it.
-    const originalTo = (/^To:[^\S\n]*(.+)$/im.exec(originalHead)?.[1] ?? '').match(ADDRESS_ALL) ?? [];
-    const notSystem = (a: string) => !SYSTEM_MAILBOX.test(a) || originalTo.some((t) => t.toLowerCase() === a);
-    // DSN fields written into the text itself (Amazon WorkMail): they settle who failed, and an
-    // address quoted in a Diagnostic-Code is not another recipient.
-    const inline = /^final-recipient:/im.test(report) ? fromDsn(report) : [];
-    let r =
-      Array.isArray(inline) && inline.length
-        ? inline.map((f) => ({ ...f, hasDsn: false }))
-        : fromText(report, own).filter((f) => notSystem(f.recipient));
+    const originalTo = ((/^To:[^\S\n]*(.+)$/im.exec(originalHead)?.[1] ?? '').match(ADDRESS_ALL) ?? []).map(
+      (a) => a.toLowerCase(),
+    );
+    const notSystem = (a: string) => !SYSTEM_MAILBOX.test(a) || originalTo.includes(a);
+    let r = fromText(report, own).filter((f) => notSystem(f.recipient));
     // Exim names the failed recipients in a header: it settles who failed.
     const named = header('x-failed-recipients')
       .split(',')
@@ -434,7 +431,7 @@ export async function classifyBounce(raw: Buffer): Promise<BounceResult> {
       const named = [...new Set((unlabelled.match(ADDRESS_ALL) ?? []).map((a) => a.toLowerCase()))].filter(
         (a) => !own.has(a) && !ids.has(a) && notSystem(a),
       );
-      const one = named.length === 1 ? named[0] : originalTo.length === 1 ? originalTo[0].toLowerCase() : '';
+      const one = named.length === 1 ? named[0] : originalTo.length === 1 ? originalTo[0] : '';
       if (one && !own.has(one)) {
         const status = bestCode(report);
         r = [{ recipient: one, kind: kindOf(status, report), status, reason: clean(report), hasDsn: false }];
