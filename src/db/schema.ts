@@ -281,6 +281,7 @@ export interface MessagesTable {
   next_attempt_at: DefaultTimestamp;
   expires_at: Timestamp;
   claimed_at: Timestamp | null;
+  claim_id: string | null;
   smtp_code: number | null;
   smtp_response: string | null;
   sent_at: Timestamp | null;

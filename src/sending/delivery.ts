@@ -13,7 +13,8 @@
 //                                            handed to the SMTP connection (delivery_handovers), back to
 //                                            the queue if not, sent if its bytes are in the outbox
 // A claimed message that could not start within RESERVE_HORIZON_MS (rate or connection limits) is
-// released unattempted: back to its previous status, due again when the limit allows.
+// released unattempted: back to its previous status, due again when the limit allows. So is a whole
+// claim whose answer was lost (a crash or a broken connection after its commit), found by its claim_id.
 import { randomUUID } from 'node:crypto';
 import { convert as htmlToText } from 'html-to-text';
 import { sql } from 'kysely';
@@ -236,7 +237,8 @@ async function claim(
           AS l(org_id, domain), lower(substring(messages.to_address FROM '[^@]*$')) AS t(domain)
         WHERE l.org_id = messages.org_id AND (t.domain = l.domain OR right(t.domain, length(l.domain) + 1) = '.' || l.domain))`
     : sql``;
-  const r = await sql<DueMessage>`
+  const claimId = randomUUID();
+  const claimed = sql<DueMessage>`
     WITH due AS (
       SELECT id, status FROM messages
       WHERE status IN ('queued', 'deferred') AND next_attempt_at <= ${now}
@@ -247,13 +249,24 @@ async function claim(
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     )
-    UPDATE messages m SET status = 'sending', claimed_at = ${now}, updated_at = ${now}
+    UPDATE messages m SET status = 'sending', claimed_at = ${now}, claim_id = ${claimId}, updated_at = ${now}
     FROM due WHERE m.id = due.id
     RETURNING m.id, m.org_id, m.kind, m.module_id, m.record_id, m.template_id, m.template_version,
       m.mass_email_id, m.sender_id, m.from_address, m.from_name, m.reply_to, m.to_address, m.to_name,
       m.subject, m.html, m.text, m.message_id_header, m.attempts, m.expires_at, m.claimed_at,
-      m.created_at, due.status AS prev_status`.execute(deps.db);
-  return r.rows;
+      m.created_at, due.status AS prev_status`;
+  try {
+    return (await claimed.execute(deps.db)).rows;
+  } catch (e) {
+    // The claim may have committed with its answer lost (the database crashed, or the connection
+    // broke, after the commit): its rows would wait in 'sending' for recoverStuck. Nothing of them
+    // was attempted, so they go back to the queue now.
+    await retryWrite(deps, 'putting back a claim whose answer was lost', () =>
+      sql`UPDATE messages SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, updated_at = ${now}
+        WHERE status = 'sending' AND claimed_at = ${now} AND claim_id = ${claimId}`.execute(deps.db),
+    ).catch((err) => deps.log.error({ err }, 'delivery: putting back a claim whose answer was lost failed'));
+    throw e;
+  }
 }
 
 interface Row {
@@ -423,9 +436,24 @@ class ResultWriter {
  */
 const RESULTS_RETRY_MS = 5 * 60_000;
 
-async function writeResults(deps: Deps, rows: Row[], since = Date.now(), wait = 250): Promise<void> {
-  const now = deps.clock.now();
-  try {
+/** A write whose outcome is known and must be recorded: retried with backoff for RESULTS_RETRY_MS. */
+async function retryWrite(deps: Deps, what: string, write: () => Promise<unknown>): Promise<void> {
+  const since = Date.now();
+  for (let wait = 250; ; wait = Math.min(wait * 2, 5000)) {
+    try {
+      await write();
+      return;
+    } catch (e) {
+      if (Date.now() - since > RESULTS_RETRY_MS) throw e;
+      deps.log.warn({ err: e }, `${what} failed; retrying`);
+      await sleep(wait);
+    }
+  }
+}
+
+function writeResults(deps: Deps, rows: Row[]): Promise<void> {
+  return retryWrite(deps, `recording ${rows.length} delivery results`, async () => {
+    const now = deps.clock.now();
     // Guarded by claimed_at (this claim) and status: a row recoverStuck already called unknown still
     // gets its real outcome; a row claimed again since is not touched.
     await sql`
@@ -452,12 +480,7 @@ async function writeResults(deps: Deps, rows: Row[], since = Date.now(), wait = 
       WHERE m.id = v.id AND m.claimed_at = v.claimed_at AND m.status IN ('sending', 'unknown')`.execute(
       deps.db,
     );
-  } catch (e) {
-    if (Date.now() - since > RESULTS_RETRY_MS) throw e;
-    deps.log.warn({ err: e, count: rows.length }, 'recording delivery results failed; retrying');
-    await new Promise((r) => setTimeout(r, wait));
-    return writeResults(deps, rows, since, Math.min(wait * 2, 5000));
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

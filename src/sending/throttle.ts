@@ -197,8 +197,7 @@ export class DeliveryLimiter {
     const now = this.clock.now();
     const key = this.limitKey(domain);
     // Other workers send to this domain: back to the queue, where one of them will take it.
-    if (key && this.leftToOthers(key))
-      return { delayMs: null, retryInMs: LEFT_TO_OTHERS_RETRY_MS };
+    if (key && this.leftToOthers(key)) return { delayMs: null, retryInMs: LEFT_TO_OTHERS_RETRY_MS };
     const rate = key ? this.domainState(key).rate : undefined;
     const at = Math.max(this.relayRate.earliest(now), rate ? rate.earliest(now) : now);
     if (at - now > horizonMs) return { delayMs: null, retryInMs: Math.ceil(at - now) };
