@@ -465,6 +465,15 @@ describe('retention', () => {
     await backdate(100 * day + 60_000);
     await backdate(99 * day);
     expect((await hitsOf(m.id)).length).toBe(4);
+    // the recorder's slice ids go after a day
+    const [spent, recent] = [randomUUID(), randomUUID()];
+    await t.deps.db
+      .insertInto('tracking_batches')
+      .values([
+        { id: spent, written_at: new Date(now - 2 * day) },
+        { id: recent, written_at: new Date(now - 3_600_000) },
+      ])
+      .execute();
     // through the scheduled job, in a pg-boss schema of this test's own
     const boss = new PgBoss({ connectionString: inject('dbUrl'), schema: 'pgboss_tracking_test', max: 2 });
     await boss.start();
@@ -483,6 +492,12 @@ describe('retention', () => {
     }
     expect((await hitsOf(m.id)).length).toBe(2);
     expect(await totalsOf(m.id)).toMatchObject({ open_count: 1 });
+    const batches = await t.deps.db
+      .selectFrom('tracking_batches')
+      .select('id')
+      .where('id', 'in', [spent, recent])
+      .execute();
+    expect(batches.map((b) => b.id)).toEqual([recent]);
     expect(await purgeOldHits(t.deps)).toBe(0);
   });
 });

@@ -445,6 +445,11 @@ export interface TrackingHitsTable {
   reason: string | null;
 }
 
+export interface TrackingBatchesTable {
+  id: string;
+  written_at: DefaultTimestamp;
+}
+
 export type WebhookEvent =
   | 'sent'
   | 'delivered'
@@ -901,6 +906,7 @@ export interface DB {
   trigger_firings: TriggerFiringsTable;
   record_history: RecordHistoryTable;
   tracking_hits: TrackingHitsTable;
+  tracking_batches: TrackingBatchesTable;
   suppression_history: SuppressionHistoryTable;
   admin_alerts: AdminAlertsTable;
   bounce_webhooks: BounceWebhooksTable;

@@ -10,7 +10,7 @@ export const PURGE_HITS = 'tracking.purge-hits';
 export const HIT_RETENTION_DAYS = 100;
 const SLICE = 10_000;
 
-/** Deletes raw hits older than the retention period (of every org); returns how many. */
+/** Deletes raw hits older than the retention period (of every org) and spent slice ids; returns how many hits. */
 export async function purgeOldHits(deps: Deps): Promise<number> {
   const cutoff = new Date(deps.clock.now().getTime() - HIT_RETENTION_DAYS * 86_400_000);
   let total = 0;
@@ -22,8 +22,13 @@ export async function purgeOldHits(deps: Deps): Promise<number> {
     );
     const n = Number(r.numAffectedRows ?? 0);
     total += n;
-    if (n < SLICE) return total;
+    if (n < SLICE) break;
   }
+  // The recorder's slice ids only matter while a slice may still be retried (minutes at most).
+  await sql`DELETE FROM tracking_batches WHERE written_at < ${deps.clock.now()}::timestamptz - interval '1 day'`.execute(
+    deps.db,
+  );
+  return total;
 }
 
 /** The daily purge, once across all workers (pg-boss schedules fire once). */

@@ -5,6 +5,8 @@ import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/pool.ts';
 import { type Deps, systemClock } from '../../src/deps.ts';
 import { closeSignPool, deliverDue } from '../../src/sending/delivery.ts';
+import { messageInfoCache } from '../../src/tracking/hits/message-info.ts';
+import { createHitRecorder } from '../../src/tracking/hits/recorder.ts';
 import { createTestOrg, queueMessage, testDeps } from '../support/app.ts';
 import { type PgProxy, startPgProxy } from '../support/pg-proxy.ts';
 
@@ -73,5 +75,63 @@ describe('answers lost after the commit', () => {
     const stored = await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox
       WHERE message_id = ANY(${ids}::uuid[])`.execute(deps.db);
     expect(stored.rows[0].n).toBe(4);
+  });
+
+  it('a slice of hits whose commit answer was lost is not written, or counted, twice', async () => {
+    const org = await createTestOrg(deps);
+    const sentAt = new Date(Date.now() - 86_400_000);
+    const id = await queueMessage(deps, org, {
+      html: '<p>Hi</p>',
+      status: 'sent',
+      tracked: true,
+      sent_at: sentAt,
+      transport: 'outbox',
+    });
+    // A long flush interval: the test says when to write.
+    const recorder = createHitRecorder(proxied, messageInfoCache(proxied), { flushMs: 600_000 });
+    try {
+      for (let i = 0; i < 3; i++)
+        recorder.record({
+          at: new Date(Date.now() - i * 60_000),
+          messageId: id,
+          kind: 'open',
+          link: null,
+          method: 'GET',
+          ip: '203.0.113.9',
+          userAgent:
+            'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
+          headers: {},
+        });
+      const lost = proxy.loseAnswerTo('commit');
+      await expect(recorder.flush()).rejects.toThrow(/terminated|connection error/i);
+      await lost;
+      // It did commit: the three hits are there …
+      const hits = async () =>
+        (
+          await sql<{
+            n: number;
+          }>`SELECT count(*)::int AS n FROM tracking_hits WHERE message_id = ${id}`.execute(deps.db)
+        ).rows[0].n;
+      expect(await hits()).toBe(3);
+      // … and the retry, which cannot know that, adds nothing.
+      await recorder.flush();
+      expect(await hits()).toBe(3);
+      const m = await deps.db
+        .selectFrom('messages')
+        .select(['open_count', 'machine_open_count'])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      expect(m).toEqual({ open_count: 3, machine_open_count: 0 });
+      const opened = await deps.db
+        .selectFrom('email_events')
+        .select((e) => e.fn.countAll<number>().as('n'))
+        .where('message_id', '=', id)
+        .where('kind', '=', 'opened')
+        .executeTakeFirstOrThrow();
+      expect(Number(opened.n)).toBe(1);
+      expect(recorder.stats).toMatchObject({ received: 3, written: 3, dropped: 0 });
+    } finally {
+      await recorder.close();
+    }
   });
 });

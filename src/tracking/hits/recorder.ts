@@ -8,10 +8,14 @@
 // a flush's time), times as milliseconds, and a flush is cut into slices so no slice holds the event
 // loop for more than a few milliseconds.
 //
+// Each slice is written under an id of its own (tracking_batches, in the same transaction): a slice
+// whose commit's answer was lost is retried as it was, and skipped if it had committed after all.
+//
 // Opens are judged as they are written. A click that no rule condemns on its own waits (verdict
 // NULL) until every click that could form a burst with it has been written, then the message's
 // clicks are judged together: otherwise a scanner clicking every link over two flushes would count,
 // and fire triggers, as a person.
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { fromMs } from '../../db/from-ms.ts';
 import type { Deps } from '../../deps.ts';
@@ -275,13 +279,16 @@ export function createHitRecorder(
   const maxBuffered = opts.maxBuffered ?? 500_000;
   const stats = { received: 0, written: 0, dropped: 0, failedFlushes: 0 };
   let buffer: RawHit[] = [];
+  /** The slice being written; one whose write failed is written again as it was, under its id. */
+  let slice: { id: string; hits: RawHit[] } | null = null;
+  const waiting = () => buffer.length + (slice?.hits.length ?? 0);
   let running: Promise<void> | null = null;
   let lastJudge = 0;
   let closed = false;
   let failures = 0;
 
   /** Writes one slice: raw hits of orgs with insights on, totals of the hits judged now, events. */
-  async function write(hits: RawHit[]): Promise<void> {
+  async function write(batchId: string, hits: RawHit[]): Promise<void> {
     const infos = await cache.load(hits.map((h) => h.messageId));
     const orgs = [...new Set([...infos.values()].map((i) => i.orgId))];
     const on = await insightsOrgs(deps, orgs);
@@ -314,6 +321,9 @@ export function createHitRecorder(
     if (!rows.length) return;
     const json = JSON.stringify(rows);
     await deps.db.transaction().execute(async (tx) => {
+      const first =
+        await sql`INSERT INTO tracking_batches (id) VALUES (${batchId}) ON CONFLICT DO NOTHING`.execute(tx);
+      if (!Number(first.numAffectedRows)) return; // committed before, its answer lost
       await sql`
         INSERT INTO tracking_hits (org_id, message_id, at, kind, link, ip, user_agent, method, headers, verdict, reason)
         SELECT u.o, u.m, ${fromMs('u.t')}, u.k, u.l, u.i, u.a, u.x, u.h, u.v, u.r
@@ -431,19 +441,22 @@ export function createHitRecorder(
   }
 
   async function runOnce(): Promise<void> {
-    while (buffer.length) {
-      const hits = buffer.length > SLICE ? buffer.splice(0, SLICE) : buffer;
-      if (hits === buffer) buffer = [];
+    while (slice || buffer.length) {
+      if (!slice) {
+        const hits = buffer.length > SLICE ? buffer.splice(0, SLICE) : buffer;
+        if (hits === buffer) buffer = [];
+        slice = { id: randomUUID(), hits };
+      }
       try {
-        await write(hits);
+        await write(slice.id, slice.hits);
+        slice = null;
         failures = 0;
       } catch (err) {
-        // Back in front, in order; the next tick retries.
-        buffer = hits.concat(buffer);
+        // Kept as it is; the next tick writes it again.
         stats.failedFlushes++;
         if (failures++ % 50 === 0)
           deps.log.warn(
-            { err: (err as Error).message, buffered: buffer.length },
+            { err: (err as Error).message, buffered: waiting() },
             'tracking hits not written yet',
           );
         throw err;
@@ -500,10 +513,7 @@ export function createHitRecorder(
       clearTimeout(timer);
       if (running) await quiet(running);
       await kick().catch((err) =>
-        deps.log.error(
-          { err: (err as Error).message, lost: buffer.length },
-          'tracking hits not written at stop',
-        ),
+        deps.log.error({ err: (err as Error).message, lost: waiting() }, 'tracking hits not written at stop'),
       );
     },
   };
