@@ -273,7 +273,8 @@ interface Row {
   id: string;
   claimedAt: Date;
   status: MessageStatus;
-  attempted: boolean;
+  /** The row's attempts with this one: a value, not a step, so a write retried after its answer was lost adds nothing. */
+  attempts: number;
   nextAttemptAt: Date | null;
   /** false: keep the row's last reply (a release carries none). */
   setReply: boolean;
@@ -351,7 +352,7 @@ class ResultWriter {
       id: m.id,
       claimedAt: m.claimed_at,
       status,
-      attempted: true,
+      attempts,
       nextAttemptAt: next,
       setReply: true,
       code: o.code,
@@ -370,7 +371,7 @@ class ResultWriter {
       id: m.id,
       claimedAt: m.claimed_at,
       status: m.prev_status,
-      attempted: false,
+      attempts: m.attempts,
       nextAttemptAt: new Date(this.deps.clock.now().getTime() + Math.max(0, retryInMs)),
       setReply: false,
       code: null,
@@ -459,7 +460,7 @@ function writeResults(deps: Deps, rows: Row[]): Promise<void> {
     await sql`
       UPDATE messages m SET
         status = v.status,
-        attempts = m.attempts + CASE WHEN v.attempted THEN 1 ELSE 0 END,
+        attempts = v.attempts,
         next_attempt_at = coalesce(v.next_attempt_at, m.next_attempt_at),
         smtp_code = CASE WHEN v.set_reply THEN v.code ELSE m.smtp_code END,
         smtp_response = CASE WHEN v.set_reply THEN v.response ELSE m.smtp_response END,
@@ -470,13 +471,13 @@ function writeResults(deps: Deps, rows: Row[]): Promise<void> {
         updated_at = ${now}
       FROM unnest(
         ${rows.map((r) => r.id)}::uuid[], ${rows.map((r) => r.claimedAt.toISOString())}::timestamptz[],
-        ${rows.map((r) => r.status)}::text[], ${rows.map((r) => r.attempted)}::boolean[],
+        ${rows.map((r) => r.status)}::text[], ${rows.map((r) => r.attempts)}::int[],
         ${rows.map((r) => r.nextAttemptAt?.toISOString() ?? null)}::timestamptz[],
         ${rows.map((r) => r.setReply)}::boolean[], ${rows.map((r) => r.code)}::int[],
         ${rows.map((r) => r.response)}::text[], ${rows.map((r) => r.sentAt?.toISOString() ?? null)}::timestamptz[],
         ${rows.map((r) => r.transport)}::text[], ${rows.map((r) => r.subject)}::text[],
         ${rows.map((r) => r.tracked)}::boolean[]
-      ) AS v(id, claimed_at, status, attempted, next_attempt_at, set_reply, code, response, sent_at, transport, subject, tracked)
+      ) AS v(id, claimed_at, status, attempts, next_attempt_at, set_reply, code, response, sent_at, transport, subject, tracked)
       WHERE m.id = v.id AND m.claimed_at = v.claimed_at AND m.status IN ('sending', 'unknown')`.execute(
       deps.db,
     );

@@ -210,7 +210,16 @@ async function launchOne(deps: Deps, orgId?: string): Promise<boolean> {
 export const BOUNCE_GUARD_MIN = 500;
 export const BOUNCE_GUARD_RATE = 0.05;
 
-export async function guardBounces(deps: Deps, orgId?: string): Promise<string[]> {
+/**
+ * Pauses the sends past the threshold; answers their ids. One transaction: the row locks hold until
+ * the send is stopped, its queued rows held and its creator told, so two processes never both pause
+ * one send, and a retry after a lost answer finds it all done or none of it.
+ */
+export function guardBounces(deps: Deps, orgId?: string): Promise<string[]> {
+  return deps.db.transaction().execute((trx) => pauseBouncing({ ...deps, db: trx }, orgId));
+}
+
+async function pauseBouncing(deps: Deps, orgId?: string): Promise<string[]> {
   const hit = (
     await sql<{ id: string; org_id: string; created_by: string; name: string; done: number; hard: number }>`
       SELECT me.id, me.org_id, me.created_by, me.name, c.done, c.hard FROM mass_emails me

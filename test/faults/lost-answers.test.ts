@@ -5,9 +5,17 @@ import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/pool.ts';
 import { type Deps, systemClock } from '../../src/deps.ts';
 import { closeSignPool, deliverDue } from '../../src/sending/delivery.ts';
+import { BOUNCE_GUARD_MIN, guardBounces } from '../../src/sending/mass-launch.ts';
 import { messageInfoCache } from '../../src/tracking/hits/message-info.ts';
 import { createHitRecorder } from '../../src/tracking/hits/recorder.ts';
-import { createTestOrg, queueMessage, testDeps } from '../support/app.ts';
+import {
+  createTestOrg,
+  insertTemplate,
+  moduleId,
+  queueMessage,
+  type TestOrg,
+  testDeps,
+} from '../support/app.ts';
 import { type PgProxy, startPgProxy } from '../support/pg-proxy.ts';
 
 // A statement that commits but whose answer never reaches Parley: PostgreSQL crashed, or the
@@ -133,5 +141,71 @@ describe('answers lost after the commit', () => {
     } finally {
       await recorder.close();
     }
+  });
+
+  /** A send past the bounce guard's threshold, with 10 recipients still queued. */
+  async function bouncingSend(org: TestOrg): Promise<string> {
+    const tpl = await insertTemplate(deps, org.orgId, 'contacts', {
+      subject: 'S',
+      html: '<p>x</p>',
+      text: 'x',
+    });
+    const now = new Date();
+    const mass = (
+      await sql<{ id: string }>`
+        INSERT INTO mass_emails (org_id, module_id, created_by, name, template_id, from_choice, audience, status, started_at, send_at)
+        VALUES (${org.orgId}, ${await moduleId(deps, org.orgId, 'contacts')}, ${org.adminId}, 'Bouncing', ${tpl},
+          '{"kind":"user"}', '{"kind":"ids","ids":[]}', 'sending', ${now}, ${now})
+        RETURNING id`.execute(deps.db)
+    ).rows[0].id;
+    const n = BOUNCE_GUARD_MIN + 10;
+    await sql`
+      INSERT INTO messages (org_id, kind, mass_email_id, from_address, to_address, subject, message_id_header,
+        transport, status, sent_at, bounce_kind, next_attempt_at, expires_at)
+      SELECT ${org.orgId}, 'mass', ${mass}, 'a@parley.test', 'r' || g || '@bulk.example', 'S',
+        '<' || ${mass} || '.' || g || '@parley.test>', 'relay',
+        CASE WHEN g > ${n} THEN 'queued' ELSE 'sent' END,
+        CASE WHEN g > ${n} THEN NULL ELSE ${now}::timestamptz END,
+        CASE WHEN g <= ${n / 10} THEN 'hard' END,
+        ${now}, ${new Date(now.getTime() + 86_400_000)}
+      FROM generate_series(1, ${n + 10}) g`.execute(deps.db);
+    return mass;
+  }
+  /** What the guard did: the send's state, its queued rows still due, the emails telling its creator. */
+  async function pauseState(org: TestOrg, mass: string) {
+    const me = await deps.db
+      .selectFrom('mass_emails')
+      .select(['status', 'stop_reason'])
+      .where('id', '=', mass)
+      .executeTakeFirstOrThrow();
+    const due = await sql<{ n: number }>`SELECT count(*)::int AS n FROM messages
+      WHERE mass_email_id = ${mass} AND status = 'queued' AND next_attempt_at <> 'infinity'`.execute(deps.db);
+    const told = await sql<{ n: number }>`SELECT count(*)::int AS n FROM messages
+      WHERE org_id = ${org.orgId} AND kind = 'system' AND subject LIKE '%"Bouncing" was paused%'`.execute(
+      deps.db,
+    );
+    return { ...me, due: due.rows[0].n, told: told.rows[0].n };
+  }
+  const paused = { status: 'stopped', stop_reason: 'bounce_rate_too_high', due: 0, told: 1 };
+
+  it('the bounce guard pauses a send all at once: a lost answer leaves it all done or none of it', async () => {
+    // The stop's own answer lost: nothing of the pause may stay, or its retry would skip the rest.
+    const org = await createTestOrg(deps);
+    const first = await bouncingSend(org);
+    const lostStop = proxy.loseAnswerTo('bounce_rate_too_high');
+    await expect(guardBounces(proxied, org.orgId)).rejects.toThrow(/terminated|connection error/i);
+    await lostStop;
+    expect(await guardBounces(deps, org.orgId)).toEqual([first]);
+    expect(await pauseState(org, first)).toEqual(paused);
+
+    // The commit's answer lost: all of it done, and a retry does nothing more.
+    const org2 = await createTestOrg(deps);
+    const second = await bouncingSend(org2);
+    const lostCommit = proxy.loseAnswerTo('commit');
+    await expect(guardBounces(proxied, org2.orgId)).rejects.toThrow(/terminated|connection error/i);
+    await lostCommit;
+    expect(await pauseState(org2, second)).toEqual(paused);
+    expect(await guardBounces(deps, org2.orgId)).toEqual([]);
+    expect(await pauseState(org2, second)).toEqual(paused);
   });
 });
