@@ -483,6 +483,7 @@ export interface WebhookDeliveriesTable {
   attempts: Generated<number>;
   next_attempt_at: DefaultTimestamp;
   claimed_at: Timestamp | null;
+  claim_id: string | null;
   last_status_code: number | null;
   last_error: string | null;
   last_duration_ms: number | null;

@@ -20,6 +20,7 @@ import { convert as htmlToText } from 'html-to-text';
 import { sql } from 'kysely';
 import { type Actor, requireAdmin } from '../crm/index.ts';
 import type { Db } from '../db/pool.ts';
+import { retryWrite } from '../db/retry-write.ts';
 import type { MessageKind, MessageStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
@@ -261,7 +262,7 @@ async function claim(
     // The claim may have committed with its answer lost (the database crashed, or the connection
     // broke, after the commit): its rows would wait in 'sending' for recoverStuck. Nothing of them
     // was attempted, so they go back to the queue now.
-    await retryWrite(deps, 'putting back a claim whose answer was lost', () =>
+    await retryWrite(deps, 'putting back a claim whose answer was lost', RESULTS_RETRY_MS, () =>
       sql`UPDATE messages SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, updated_at = ${now}
         WHERE status = 'sending' AND claimed_at = ${now} AND claim_id = ${claimId}`.execute(deps.db),
     ).catch((err) => deps.log.error({ err }, 'delivery: putting back a claim whose answer was lost failed'));
@@ -437,23 +438,8 @@ class ResultWriter {
  */
 const RESULTS_RETRY_MS = 5 * 60_000;
 
-/** A write whose outcome is known and must be recorded: retried with backoff for RESULTS_RETRY_MS. */
-async function retryWrite(deps: Deps, what: string, write: () => Promise<unknown>): Promise<void> {
-  const since = Date.now();
-  for (let wait = 250; ; wait = Math.min(wait * 2, 5000)) {
-    try {
-      await write();
-      return;
-    } catch (e) {
-      if (Date.now() - since > RESULTS_RETRY_MS) throw e;
-      deps.log.warn({ err: e }, `${what} failed; retrying`);
-      await sleep(wait);
-    }
-  }
-}
-
 function writeResults(deps: Deps, rows: Row[]): Promise<void> {
-  return retryWrite(deps, `recording ${rows.length} delivery results`, async () => {
+  return retryWrite(deps, `recording ${rows.length} delivery results`, RESULTS_RETRY_MS, async () => {
     const now = deps.clock.now();
     // Guarded by claimed_at (this claim) and status: a row recoverStuck already called unknown still
     // gets its real outcome; a row claimed again since is not touched.

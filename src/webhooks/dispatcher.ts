@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { sql, type Transaction } from 'kysely';
+import { retryWrite } from '../db/retry-write.ts';
 import type { DB, WebhookEvent } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { decryptSecret } from '../sending/secrets.ts';
@@ -280,7 +281,8 @@ export async function deliverDueWebhooks(
   opts: DispatchOptions & { limit?: number; concurrency?: number } = {},
 ): Promise<number> {
   const now = deps.clock.now();
-  const claimed = await sql<Claimed>`
+  const claimId = randomUUID();
+  const claim = sql<Claimed>`
     WITH due AS (
       SELECT d.id FROM webhook_deliveries d
       JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
@@ -289,12 +291,27 @@ export async function deliverDueWebhooks(
       LIMIT ${opts.limit ?? CLAIM_BATCH}
       FOR UPDATE OF d SKIP LOCKED
     )
-    UPDATE webhook_deliveries d SET status = 'delivering', claimed_at = ${now}, attempts = d.attempts + 1
+    UPDATE webhook_deliveries d SET status = 'delivering', claimed_at = ${now}, claim_id = ${claimId},
+      attempts = d.attempts + 1
     FROM due, webhook_endpoints e
     WHERE d.id = due.id AND e.id = d.endpoint_id
-    RETURNING d.id, d.org_id, d.endpoint_id, d.event, d.payload, d.attempts, d.claimed_at, e.url, e.secret_enc`.execute(
-    deps.db,
-  );
+    RETURNING d.id, d.org_id, d.endpoint_id, d.event, d.payload, d.attempts, d.claimed_at, e.url, e.secret_enc`;
+  let claimed: Awaited<ReturnType<typeof claim.execute>>;
+  try {
+    claimed = await claim.execute(deps.db);
+  } catch (e) {
+    // The claim may have committed with its answer lost: nothing was POSTed, so its deliveries go
+    // back now, the attempt not counted (recoverWebhooks would count it, two minutes later).
+    await retryWrite(
+      deps,
+      'putting back webhook deliveries whose claim answer was lost',
+      STUCK_AFTER_MS / 2,
+      () =>
+        sql`UPDATE webhook_deliveries SET status = 'pending', attempts = attempts - 1
+        WHERE status = 'delivering' AND claimed_at = ${now} AND claim_id = ${claimId}`.execute(deps.db),
+    ).catch((err) => deps.log.error({ err }, 'webhooks: putting back a claim whose answer was lost failed'));
+    throw e;
+  }
   const queue = [...claimed.rows];
   const outcomes: Outcome[] = [];
   const workers = Array.from(

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -8,7 +10,10 @@ import { closeSignPool, deliverDue } from '../../src/sending/delivery.ts';
 import { BOUNCE_GUARD_MIN, guardBounces } from '../../src/sending/mass-launch.ts';
 import { messageInfoCache } from '../../src/tracking/hits/message-info.ts';
 import { createHitRecorder } from '../../src/tracking/hits/recorder.ts';
+import { deliverDueWebhooks } from '../../src/webhooks/dispatcher.ts';
+import { createEndpoint, sendTestEvent } from '../../src/webhooks/service.ts';
 import {
+  adminActor,
   createTestOrg,
   insertTemplate,
   moduleId,
@@ -207,5 +212,52 @@ describe('answers lost after the commit', () => {
     expect(await pauseState(org2, second)).toEqual(paused);
     expect(await guardBounces(deps, org2.orgId)).toEqual([]);
     expect(await pauseState(org2, second)).toEqual(paused);
+  });
+
+  it('webhook deliveries whose claim answer was lost go back at once, the attempt not counted', async () => {
+    const got: string[] = [];
+    const receiver = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        got.push(String(req.headers['parley-delivery']));
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    // the receiver is on 127.0.0.1: the operator setting that allows private targets
+    const allow = <T extends Deps>(d: T): T => ({
+      ...d,
+      config: { ...d.config, webhooksAllowPrivate: true },
+    });
+    try {
+      const org = await createTestOrg(deps);
+      const admin = adminActor(org);
+      const { endpoint } = await createEndpoint(allow(deps), admin, {
+        url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
+        events: ['opened'],
+      });
+      const { deliveryId } = await sendTestEvent(deps, admin, endpoint.id);
+      const row = () =>
+        deps.db
+          .selectFrom('webhook_deliveries')
+          .select(['status', 'attempts', 'claim_id'])
+          .where('id', '=', deliveryId)
+          .executeTakeFirstOrThrow();
+
+      const lost = proxy.loseAnswerTo("SET status = 'delivering'");
+      await expect(deliverDueWebhooks(allow(proxied), { timeoutMs: 3000 })).rejects.toThrow(
+        /terminated|connection error/i,
+      );
+      await lost;
+      // claimed (it carries the claim's id), put back, and no attempt counted for the POST never made
+      expect(await row()).toMatchObject({ status: 'pending', attempts: 0, claim_id: expect.any(String) });
+      expect(got).toEqual([]);
+
+      await deliverDueWebhooks(allow(deps), { timeoutMs: 3000 });
+      expect(got).toEqual([deliveryId]);
+      expect(await row()).toMatchObject({ status: 'delivered', attempts: 1 });
+    } finally {
+      await new Promise((r) => receiver.close(r));
+    }
   });
 });

@@ -1,0 +1,26 @@
+import type { Deps } from '../deps.ts';
+
+/**
+ * Runs a write that must happen (its outcome is already known), retried with backoff while the
+ * database is away (a restart or failover takes seconds to a minute or two); throws the last error
+ * once `forMs` have passed. The write must be safe to run twice: its commit may land with the
+ * answer lost.
+ */
+export async function retryWrite(
+  deps: Pick<Deps, 'log'>,
+  what: string,
+  forMs: number,
+  write: () => Promise<unknown>,
+): Promise<void> {
+  const since = Date.now();
+  for (let wait = 250; ; wait = Math.min(wait * 2, 5000)) {
+    try {
+      await write();
+      return;
+    } catch (e) {
+      if (Date.now() - since > forMs) throw e;
+      deps.log.warn({ err: e }, `${what} failed; retrying`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
