@@ -24,3 +24,26 @@ export async function retryWrite(
     }
   }
 }
+
+/**
+ * Runs a claim: one statement that marks due rows as taken, under an id of its own. If it fails, it
+ * may still have committed with its answer lost (a crash or a broken connection after the commit),
+ * so `putBack` (those rows, found by the id, back to due) runs as a write that must happen; then the
+ * claim's error is thrown.
+ */
+export async function claimOrPutBack<T>(
+  deps: Pick<Deps, 'log'>,
+  what: string,
+  forMs: number,
+  claim: () => Promise<T>,
+  putBack: () => Promise<unknown>,
+): Promise<T> {
+  try {
+    return await claim();
+  } catch (e) {
+    await retryWrite(deps, `putting back ${what} whose claim answer was lost`, forMs, putBack).catch((err) =>
+      deps.log.error({ err }, `putting back ${what} whose claim answer was lost failed`),
+    );
+    throw e;
+  }
+}

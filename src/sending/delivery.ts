@@ -20,7 +20,7 @@ import { convert as htmlToText } from 'html-to-text';
 import { sql } from 'kysely';
 import { type Actor, requireAdmin } from '../crm/index.ts';
 import type { Db } from '../db/pool.ts';
-import { retryWrite } from '../db/retry-write.ts';
+import { claimOrPutBack, retryWrite } from '../db/retry-write.ts';
 import type { MessageKind, MessageStatus } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
@@ -256,18 +256,17 @@ async function claim(
       m.mass_email_id, m.sender_id, m.from_address, m.from_name, m.reply_to, m.to_address, m.to_name,
       m.subject, m.html, m.text, m.message_id_header, m.attempts, m.expires_at, m.claimed_at,
       m.created_at, due.status AS prev_status`;
-  try {
-    return (await claimed.execute(deps.db)).rows;
-  } catch (e) {
-    // The claim may have committed with its answer lost (the database crashed, or the connection
-    // broke, after the commit): its rows would wait in 'sending' for recoverStuck. Nothing of them
-    // was attempted, so they go back to the queue now.
-    await retryWrite(deps, 'putting back a claim whose answer was lost', RESULTS_RETRY_MS, () =>
+  // Rows of a claim whose answer was lost would wait in 'sending' for recoverStuck; nothing of them
+  // was attempted, so they go back to the queue now.
+  return claimOrPutBack(
+    deps,
+    'messages',
+    RESULTS_RETRY_MS,
+    async () => (await claimed.execute(deps.db)).rows,
+    () =>
       sql`UPDATE messages SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, updated_at = ${now}
         WHERE status = 'sending' AND claimed_at = ${now} AND claim_id = ${claimId}`.execute(deps.db),
-    ).catch((err) => deps.log.error({ err }, 'delivery: putting back a claim whose answer was lost failed'));
-    throw e;
-  }
+  );
 }
 
 interface Row {

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { sql, type Transaction } from 'kysely';
-import { retryWrite } from '../db/retry-write.ts';
+import { claimOrPutBack } from '../db/retry-write.ts';
 import type { DB, WebhookEvent } from '../db/schema.ts';
 import type { Deps } from '../deps.ts';
 import { decryptSecret } from '../sending/secrets.ts';
@@ -296,22 +296,17 @@ export async function deliverDueWebhooks(
     FROM due, webhook_endpoints e
     WHERE d.id = due.id AND e.id = d.endpoint_id
     RETURNING d.id, d.org_id, d.endpoint_id, d.event, d.payload, d.attempts, d.claimed_at, e.url, e.secret_enc`;
-  let claimed: Awaited<ReturnType<typeof claim.execute>>;
-  try {
-    claimed = await claim.execute(deps.db);
-  } catch (e) {
-    // The claim may have committed with its answer lost: nothing was POSTed, so its deliveries go
-    // back now, the attempt not counted (recoverWebhooks would count it, two minutes later).
-    await retryWrite(
-      deps,
-      'putting back webhook deliveries whose claim answer was lost',
-      STUCK_AFTER_MS / 2,
-      () =>
-        sql`UPDATE webhook_deliveries SET status = 'pending', attempts = attempts - 1
+  // Nothing of a claim whose answer was lost was POSTed: its deliveries go back now, the attempt
+  // not counted (recoverWebhooks would count it, two minutes later).
+  const claimed = await claimOrPutBack(
+    deps,
+    'webhook deliveries',
+    STUCK_AFTER_MS / 2,
+    () => claim.execute(deps.db),
+    () =>
+      sql`UPDATE webhook_deliveries SET status = 'pending', attempts = attempts - 1
         WHERE status = 'delivering' AND claimed_at = ${now} AND claim_id = ${claimId}`.execute(deps.db),
-    ).catch((err) => deps.log.error({ err }, 'webhooks: putting back a claim whose answer was lost failed'));
-    throw e;
-  }
+  );
   const queue = [...claimed.rows];
   const outcomes: Outcome[] = [];
   const workers = Array.from(
