@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verpReturnPath } from '../../src/sending/verp.ts';
 import { type BounceListener, startBounceListener } from '../../src/tracking/bounces/inbound.ts';
 import { messageTrackingTokens, trackingToken } from '../../src/tracking/tokens.ts';
-import { type Client, login, startTestApp, type TestOrg } from '../support/app.ts';
+import { type Client, login, queueMessage, startTestApp, type TestOrg } from '../support/app.ts';
 import { dsn, smtpSend } from '../support/bounce-mail.ts';
 
 // Links in sent mail carry the only authority their endpoints accept: signed tokens. Forged,
@@ -39,27 +39,18 @@ afterAll(async () => {
 });
 
 async function sentMessage(to = `lead-${randomBytes(4).toString('hex')}@remote.example`) {
-  const m = await t.deps.db
-    .insertInto('messages')
-    .values({
-      org_id: org.orgId,
-      kind: 'individual',
-      sender_id: org.adminId,
-      from_address: org.adminEmail,
-      to_address: to,
-      subject: 'Hello',
-      html: HTML,
-      text: 'Hello',
-      message_id_header: `<${randomUUID()}@test.example>`,
-      transport: 'relay',
-      status: 'sent',
-      tracked: true,
-      sent_at: new Date(Date.now() - 3_600_000),
-      expires_at: new Date(Date.now() + 86_400_000),
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  return { id: m.id, to };
+  const id = await queueMessage(t.deps, org, {
+    to_address: to,
+    subject: 'Hello',
+    html: HTML,
+    text: 'Hello',
+    transport: 'relay',
+    status: 'sent',
+    tracked: true,
+    sent_at: new Date(Date.now() - 3_600_000),
+    expires_at: new Date(Date.now() + 86_400_000),
+  });
+  return { id, to };
 }
 
 const get = async (path: string, method = 'GET') => {

@@ -208,7 +208,8 @@ export async function insertTemplate(
 let queued = 0;
 /**
  * A message waiting in the send queue, as an individual send leaves it (from the org's admin, due
- * now, through the outbox); `over` sets any column. Answers its id.
+ * now, through the outbox); `over` sets any column (status 'sent', sent_at … for one already sent).
+ * Answers its id.
  */
 export async function queueMessage(
   deps: Deps,
