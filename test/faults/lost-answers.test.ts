@@ -1,10 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
-import { openDatabase } from '../../src/db/pool.ts';
 import { type Deps, systemClock } from '../../src/deps.ts';
 import { closeSignPool, deliverDue } from '../../src/sending/delivery.ts';
 import { BOUNCE_GUARD_MIN, guardBounces } from '../../src/sending/mass-launch.ts';
@@ -33,19 +30,7 @@ let proxied: Deps & { close(): Promise<void> };
 
 beforeAll(async () => {
   proxy = await startPgProxy(inject('dbUrl'));
-  const database = openDatabase(proxy.url, 2);
-  proxied = {
-    ...deps,
-    db: database.db,
-    log: pino({ level: 'silent' }),
-    config: loadConfig({
-      PARLEY_DATABASE_URL: proxy.url,
-      PARLEY_LOG_LEVEL: 'silent',
-      PARLEY_SECRET: 'test-secret-0123456789-0123456789-abcdef',
-    }),
-    clock: systemClock,
-    close: () => database.close(),
-  };
+  proxied = testDeps(systemClock, proxy.url);
 });
 afterAll(async () => {
   await closeSignPool(proxied);

@@ -21,8 +21,11 @@ export interface TestOrg {
   standardProfileId: string;
 }
 
-export function testDeps(clock: Clock = systemClock): Deps & { close(): Promise<void> } {
-  const url = inject('dbUrl');
+/** Deps over the test database (or `url`: the same database through a proxy, say). */
+export function testDeps(
+  clock: Clock = systemClock,
+  url = inject('dbUrl'),
+): Deps & { close(): Promise<void> } {
   const config = loadConfig({
     PARLEY_DATABASE_URL: url,
     PARLEY_LOG_LEVEL: 'silent',
